@@ -1,0 +1,167 @@
+/*
+ * catalog.h — plain structs for one database's schema as pgguard sees it,
+ * the drift between two of them, and the additive repair plan. Shadow
+ * (desired) and live catalogs are read by the same introspection into these
+ * structs, so the diff compares like with like.
+ */
+#ifndef PGG_CATALOG_H
+#define PGG_CATALOG_H
+
+#include "pgg.h"
+
+typedef enum {
+  PGG_OBJ_SCHEMA = 0,
+  PGG_OBJ_ENUM,         /* an enum type */
+  PGG_OBJ_ENUM_LABEL,   /* one label of an enum type: parent = type name */
+  PGG_OBJ_SEQUENCE,     /* a standalone or serial-owned sequence (not identity) */
+  PGG_OBJ_TABLE,        /* an ordinary or partitioned table */
+  PGG_OBJ_COLUMN,       /* parent = table name */
+  PGG_OBJ_CONSTRAINT,   /* primary key, unique, check, foreign key: parent = table */
+  PGG_OBJ_INDEX,        /* an index not backing a constraint: parent = table */
+  PGG_OBJ__COUNT
+} pgg_obj_kind;
+
+/* The label used in metrics and reports: "schema", "enum", "enum_label", ... */
+const char *pgg_obj_kind_name(pgg_obj_kind k);
+
+/*
+ * One catalog object. Strings are owned by the catalog (heap). Every
+ * definition string comes from PostgreSQL itself (format_type, pg_get_expr,
+ * pg_get_indexdef, pg_get_constraintdef) read with search_path = '' so that
+ * every name in it is schema-qualified.
+ */
+typedef struct {
+  pgg_obj_kind kind;
+  char *schema;        /* namespace name */
+  char *parent;        /* table (column, constraint, index) or enum type (label); NULL otherwise */
+  char *name;          /* object name; for a label, the label itself */
+
+  /* PGG_OBJ_COLUMN */
+  char *type;          /* format_type(atttypid, atttypmod) */
+  bool not_null;
+  char *default_expr;  /* pg_get_expr(adbin), NULL if none (and not generated) */
+  char identity;       /* attidentity: 'a' always, 'd' by default, 0 none */
+  char generated;      /* attgenerated: 's' stored, 0 none; default_expr holds its expression */
+  int position;        /* attnum, or label sort order (enumsortorder rank), 1-based */
+
+  /* PGG_OBJ_CONSTRAINT: 'p' primary key, 'u' unique, 'c' check, 'f' foreign key */
+  char contype;
+  /* PGG_OBJ_CONSTRAINT: pg_get_constraintdef; PGG_OBJ_INDEX: pg_get_indexdef;
+   * PGG_OBJ_SEQUENCE: "AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE ... START WITH 1 CACHE 1 [NO] CYCLE" */
+  char *definition;
+
+  /* PGG_OBJ_TABLE, live catalog only: the table holds at least one row.
+   * Filled by the repair step before planning, not by introspection. */
+  bool has_rows;
+  char relkind;        /* PGG_OBJ_TABLE: 'r' or 'p' */
+} pgg_object;
+
+typedef struct {
+  pgg_object *objs;
+  size_t n, cap;
+} pgg_catalog;
+
+void pgg_catalog_init(pgg_catalog *c);
+void pgg_catalog_free(pgg_catalog *c);
+/* Append a copy of o (strings duplicated). Returns PGG_OK or PGG_ERR_NOMEM. */
+int pgg_catalog_add(pgg_catalog *c, const pgg_object *o);
+/* Sort into a canonical order: kind, schema, parent, name. */
+void pgg_catalog_sort(pgg_catalog *c);
+/* The object with this identity, or NULL (catalog must be sorted). */
+const pgg_object *pgg_catalog_find(const pgg_catalog *c, pgg_obj_kind kind,
+                                   const char *schema, const char *parent,
+                                   const char *name);
+
+/* ---- Drift (guard/diff.c) --------------------------------------------- */
+
+typedef enum {
+  PGG_DRIFT_MISSING = 0,      /* desired, not live: repairable */
+  PGG_DRIFT_EXTRA,            /* live, not desired: reported, never touched */
+  PGG_DRIFT_CONFLICTING,      /* both, but different: reported, never touched */
+  PGG_DRIFT__COUNT
+} pgg_drift_state;
+
+const char *pgg_drift_state_name(pgg_drift_state s);   /* "missing", "extra", "conflicting" */
+
+typedef struct {
+  pgg_drift_state state;
+  const pgg_object *desired;  /* NULL for extra; points into the desired catalog */
+  const pgg_object *live;     /* NULL for missing; points into the live catalog */
+  /*
+   * For missing objects: true when the object's container is itself missing
+   * (a column of a missing table, a label of a missing enum): it is created
+   * with its container and not counted on its own in the metrics.
+   */
+  bool implied;
+  char *why;                  /* for conflicting: what differs, human-readable */
+} pgg_drift_item;
+
+typedef struct {
+  pgg_drift_item *items;
+  size_t n, cap;
+  /* counts[kind][state], implied items excluded */
+  unsigned counts[PGG_OBJ__COUNT][PGG_DRIFT__COUNT];
+} pgg_drift;
+
+void pgg_drift_init(pgg_drift *d);
+void pgg_drift_free(pgg_drift *d);
+/*
+ * Compare desired (the shadow database) with live. Both must be sorted.
+ * The drift points into both catalogs: keep them alive while it is used.
+ */
+int pgg_diff(const pgg_catalog *desired, const pgg_catalog *live, pgg_drift *out);
+/* Non-implied missing objects (what the drift gauge reports as missing). */
+unsigned pgg_drift_missing(const pgg_drift *d);
+/* Missing enum labels (22P02 is guarded only while this is non-zero). */
+unsigned pgg_drift_missing_labels(const pgg_drift *d);
+/* Readable table (one line per item) and JSON, appended to out. */
+int pgg_drift_format_text(const pgg_drift *d, pgg_buf *out);
+int pgg_drift_format_json(const pgg_drift *d, pgg_buf *out);
+
+/* ---- Additive plan (guard/plan.c) ------------------------------------- */
+
+/* The only kinds of statement the planner may ever emit. */
+typedef enum {
+  PGG_STMT_CREATE_SCHEMA = 0,
+  PGG_STMT_CREATE_ENUM,
+  PGG_STMT_ADD_ENUM_VALUE,    /* ALTER TYPE ... ADD VALUE: run in its own transaction, first */
+  PGG_STMT_CREATE_SEQUENCE,
+  PGG_STMT_CREATE_TABLE,
+  PGG_STMT_ADD_COLUMN,
+  PGG_STMT_CREATE_INDEX,
+  PGG_STMT_ADD_CONSTRAINT,
+  PGG_STMT__COUNT
+} pgg_stmt_kind;
+
+typedef struct {
+  pgg_stmt_kind kind;
+  char *sql;                  /* one statement, no trailing semicolon, identifiers quoted */
+} pgg_stmt;
+
+typedef struct {
+  pgg_stmt *stmts;
+  size_t n, cap;
+  /* Missing NOT NULL columns added nullable because their table has rows. */
+  unsigned relaxed_not_null;
+} pgg_plan;
+
+void pgg_plan_init(pgg_plan *p);
+void pgg_plan_free(pgg_plan *p);
+/*
+ * Turn the missing items of a drift into additive statements in dependency
+ * order: schemas, enum types, enum labels, sequences, tables, columns,
+ * indexes, constraints. Pure: reads only the drift (and has_rows of live
+ * tables). Never emits anything but the kinds above.
+ */
+int pgg_plan_build(const pgg_drift *d, const pgg_catalog *live, pgg_plan *out);
+/* "CREATE TABLE ..." lines, each ending with ";\n". */
+int pgg_plan_format(const pgg_plan *p, pgg_buf *out);
+
+/*
+ * Quote an identifier the way PostgreSQL's quote_ident does (always quoting:
+ * "name", embedded quotes doubled). Pure, no libpq connection needed.
+ */
+int pgg_quote_ident(pgg_buf *out, const char *ident);
+int pgg_quote_literal(pgg_buf *out, const char *s);
+
+#endif

@@ -1,0 +1,144 @@
+/*
+ * cli.c — `pgguard check` and `pgguard plan`: the drift report and the repair
+ * plan on the command line, for the step right after a restore.
+ */
+#include "guard.h"
+#include "introspect.h"
+
+#include <stdio.h>
+
+/* Exit codes, as documented in guard.h. */
+enum { EXIT_CLEAN = 0, EXIT_MISSING = 1, EXIT_ERROR = 2 };
+
+static const char *bstr(const pgg_buf *b)
+{
+  return b->len ? (const char *)b->data : "";
+}
+
+/* Desired and live catalogs and their drift, or a message on stderr. */
+typedef struct {
+  pgg_catalog desired, live;
+  pgg_drift drift;
+  PGconn *conn;
+} cli_state;
+
+static void state_free(cli_state *s)
+{
+  pgg_drift_free(&s->drift);
+  pgg_catalog_free(&s->live);
+  pgg_catalog_free(&s->desired);
+  if (s->conn)
+    PQfinish(s->conn);
+}
+
+static int load_drift(const pgg_guard_config *cfg, cli_state *s)
+{
+  pgg_catalog_init(&s->desired);
+  pgg_catalog_init(&s->live);
+  pgg_drift_init(&s->drift);
+  s->conn = NULL;
+  pgg_buf err;
+  pgg_buf_init(&err);
+  int rc = pgg_desired_load(cfg, &s->desired, &err);
+  if (rc) {
+    fprintf(stderr, "pgguard: %s\n", bstr(&err));
+    goto out;
+  }
+  if (!(s->conn = pgg_pq_connect(cfg->admin_url, NULL, &err))) {
+    fprintf(stderr, "pgguard: admin database: %s\n", bstr(&err));
+    rc = PGG_ERR_UPSTREAM;
+    goto out;
+  }
+  if ((rc = pgg_introspect(s->conn, &s->live, &err)) != PGG_OK) {
+    fprintf(stderr, "pgguard: reading the live catalog: %s\n", bstr(&err));
+    goto out;
+  }
+  if ((rc = pgg_diff(&s->desired, &s->live, &s->drift)) != PGG_OK)
+    fprintf(stderr, "pgguard: computing the drift: %s\n", pgg_strerror(rc));
+out:
+  pgg_buf_free(&err);
+  return rc;
+}
+
+static int write_out(const pgg_buf *b)
+{
+  if (b->len && fwrite(b->data, 1, b->len, stdout) != b->len)
+    return -1;
+  return fflush(stdout);
+}
+
+int pgg_cli_check(const pgg_guard_config *cfg, bool json)
+{
+  cli_state s;
+  if (load_drift(cfg, &s)) {
+    state_free(&s);
+    return EXIT_ERROR;
+  }
+  pgg_buf out;
+  pgg_buf_init(&out);
+  int rc = json ? pgg_drift_format_json(&s.drift, &out)
+                : pgg_drift_format_text(&s.drift, &out);
+  if (!rc && json)
+    rc = pgg_buf_append_u8(&out, '\n');
+  int code = pgg_drift_missing(&s.drift) ? EXIT_MISSING : EXIT_CLEAN;
+  if (rc || write_out(&out) != 0) {
+    fprintf(stderr, "pgguard: cannot write the report\n");
+    code = EXIT_ERROR;
+  }
+  pgg_buf_free(&out);
+  state_free(&s);
+  return code;
+}
+
+int pgg_cli_plan(const pgg_guard_config *cfg)
+{
+  cli_state s;
+  if (load_drift(cfg, &s)) {
+    state_free(&s);
+    return EXIT_ERROR;
+  }
+  pgg_plan plan;
+  pgg_plan_init(&plan);
+  pgg_buf out, err;
+  pgg_buf_init(&out);
+  pgg_buf_init(&err);
+  int code = EXIT_CLEAN;
+  /* The same row check the repair makes, so the plan shows NOT NULL columns
+   * exactly as the repair would add them. */
+  int rc = pgg_introspect_has_rows(s.conn, &s.drift, &s.live, &err);
+  if (rc) {
+    fprintf(stderr, "pgguard: checking tables for rows: %s\n", bstr(&err));
+    code = EXIT_ERROR;
+    goto out;
+  }
+  rc = pgg_plan_build(&s.drift, &s.live, &plan);
+  bool partial = rc == PGG_ERR_SCHEMA;
+  if (partial)
+    rc = PGG_OK;
+  if (rc) {
+    fprintf(stderr, "pgguard: planning the repair: %s\n", pgg_strerror(rc));
+    code = EXIT_ERROR;
+    goto out;
+  }
+  if (plan.n == 0) {
+    rc = pgg_buf_printf(&out, "-- nothing to repair\n");
+  } else {
+    rc = pgg_plan_format(&plan, &out);
+    if (!rc && plan.relaxed_not_null)
+      rc = pgg_buf_printf(&out, "-- %u NOT NULL column(s) added nullable: their table has rows\n",
+                          plan.relaxed_not_null);
+  }
+  if (!rc && partial)
+    rc = pgg_buf_printf(&out, "-- some missing objects cannot be created additively "
+                        "and are left out (see pgguard check)\n");
+  if (rc || write_out(&out) != 0) {
+    fprintf(stderr, "pgguard: cannot write the plan\n");
+    code = EXIT_ERROR;
+  }
+out:
+  pgg_plan_free(&plan);
+  pgg_buf_free(&out);
+  pgg_buf_free(&err);
+  state_free(&s);
+  return code;
+}

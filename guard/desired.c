@@ -1,0 +1,738 @@
+/*
+ * desired.c — loads the desired schema (--schema: one .sql file or a folder of
+ * them) into a shadow database and reads the shadow's catalog back.
+ */
+#include "guard.h"
+#include "introspect.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+/*
+ * PostgreSQL interprets the DDL, not pgguard: the shadow database is where
+ * it does so. Its name carries a hash of the schema so an unchanged schema
+ * reuses it (a restart costs one catalog read, not a reload), and a comment
+ * marks it complete, so one left half-loaded by a crash is recognised and
+ * rebuilt rather than trusted.
+ */
+
+#define SHADOW_PREFIX "pgguard_shadow_"
+#define MAX_SCHEMA_FILE ((size_t)64 << 20)
+#define MAX_DIR_DEPTH 16
+/* How long to wait for another loader of the same shadow (seconds). */
+#define SHADOW_WAIT_S 60
+/* A session lock next to the repair's key, so sidecars of one database load
+ * the shadow one after the other instead of racing CREATE DATABASE. */
+#define SHADOW_LOCK_KEY (PGG_ADVISORY_KEY + 1)
+
+typedef struct {
+  char *path;   /* as opened, for messages */
+  char *rel;    /* relative to --schema (its base name for a single file): hashed */
+  char *text;   /* the content, NUL-terminated */
+  size_t len;
+} schema_file;
+
+typedef struct {
+  schema_file *v;
+  size_t n, cap;
+} file_list;
+
+/* A message buffer as a C string ("" when nothing was written). */
+static const char *bstr(const pgg_buf *b)
+{
+  return b->len ? (const char *)b->data : "";
+}
+
+static void files_free(file_list *fl)
+{
+  for (size_t i = 0; i < fl->n; i++) {
+    free(fl->v[i].path);
+    free(fl->v[i].rel);
+    free(fl->v[i].text);
+  }
+  free(fl->v);
+  memset(fl, 0, sizeof *fl);
+}
+
+static int files_push(file_list *fl, const char *path, const char *rel)
+{
+  if (fl->n == fl->cap) {
+    size_t cap = fl->cap ? fl->cap * 2 : 16;
+    schema_file *p = realloc(fl->v, cap * sizeof *p);
+    if (!p)
+      return PGG_ERR_NOMEM;
+    fl->v = p;
+    fl->cap = cap;
+  }
+  schema_file *f = &fl->v[fl->n];
+  memset(f, 0, sizeof *f);
+  f->path = strdup(path);
+  f->rel = strdup(rel);
+  if (!f->path || !f->rel) {
+    free(f->path);
+    free(f->rel);
+    return PGG_ERR_NOMEM;
+  }
+  fl->n++;
+  return PGG_OK;
+}
+
+static bool ends_with_sql(const char *name)
+{
+  size_t n = strlen(name);
+  return n > 4 && strcmp(name + n - 4, ".sql") == 0;
+}
+
+/* Every *.sql regular file under dir (symlinks followed, dot-entries skipped). */
+static int walk(file_list *fl, const char *dir, const char *rel, int depth, pgg_buf *err)
+{
+  if (depth > MAX_DIR_DEPTH) {
+    pgg_buf_printf(err, "schema directory %s: nested deeper than %d levels", dir,
+                   MAX_DIR_DEPTH);
+    return PGG_ERR_SCHEMA;
+  }
+  DIR *d = opendir(dir);
+  if (!d) {
+    pgg_buf_printf(err, "schema directory %s: %s", dir, strerror(errno));
+    return PGG_ERR_SCHEMA;
+  }
+  int rc = PGG_OK;
+  struct dirent *e;
+  char *path = NULL, *sub = NULL;
+  while (!rc && (e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.')
+      continue;
+    free(path);
+    free(sub);
+    sub = NULL;
+    if (asprintf(&path, "%s/%s", dir, e->d_name) < 0 ||
+        asprintf(&sub, "%s%s%s", rel, *rel ? "/" : "", e->d_name) < 0) {
+      path = NULL;
+      rc = PGG_ERR_NOMEM;
+      break;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0) {
+      pgg_buf_printf(err, "schema path %s: %s", path, strerror(errno));
+      rc = PGG_ERR_SCHEMA;
+    } else if (S_ISDIR(st.st_mode)) {
+      rc = walk(fl, path, sub, depth + 1, err);
+    } else if (S_ISREG(st.st_mode) && ends_with_sql(e->d_name)) {
+      rc = files_push(fl, path, sub);
+    }
+  }
+  free(path);
+  free(sub);
+  closedir(d);
+  if (rc == PGG_ERR_NOMEM)
+    pgg_buf_printf(err, "out of memory listing %s", dir);
+  return rc;
+}
+
+static int cmp_rel(const void *a, const void *b)
+{
+  return strcmp(((const schema_file *)a)->rel, ((const schema_file *)b)->rel);
+}
+
+/*
+ * Recent pg_dump versions wrap their output in psql's \restrict and
+ * \unrestrict meta-commands, which the server would take as a syntax error.
+ * Blanking those two lines (spaces, so positions and line numbers stay) is
+ * all the "parsing" pgguard does.
+ */
+static void blank_psql_restrict(char *text, size_t len)
+{
+  size_t i = 0;
+  while (i < len) {
+    size_t eol = i;
+    while (eol < len && text[eol] != '\n')
+      eol++;
+    static const char *const cmds[] = {"\\restrict ", "\\unrestrict "};
+    for (int c = 0; c < 2; c++) {
+      size_t n = strlen(cmds[c]);
+      if (eol - i > n && memcmp(text + i, cmds[c], n) == 0) {
+        memset(text + i, ' ', eol - i);
+        break;
+      }
+    }
+    i = eol + 1;
+  }
+}
+
+static int read_file(schema_file *f, pgg_buf *err)
+{
+  FILE *fp = fopen(f->path, "rb");
+  if (!fp) {
+    pgg_buf_printf(err, "schema file %s: %s", f->path, strerror(errno));
+    return PGG_ERR_SCHEMA;
+  }
+  pgg_buf b;
+  pgg_buf_init(&b);
+  int rc = PGG_OK;
+  char chunk[65536];
+  size_t got;
+  while ((got = fread(chunk, 1, sizeof chunk, fp)) > 0) {
+    if (b.len + got > MAX_SCHEMA_FILE) {
+      pgg_buf_printf(err, "schema file %s: larger than %zu MiB", f->path,
+                     MAX_SCHEMA_FILE >> 20);
+      rc = PGG_ERR_SCHEMA;
+      break;
+    }
+    if ((rc = pgg_buf_append(&b, chunk, got)) != PGG_OK) {
+      pgg_buf_printf(err, "schema file %s: out of memory", f->path);
+      break;
+    }
+  }
+  if (!rc && ferror(fp)) {
+    pgg_buf_printf(err, "schema file %s: %s", f->path, strerror(errno));
+    rc = PGG_ERR_SCHEMA;
+  }
+  fclose(fp);
+  if (!rc && (rc = pgg_buf_append_u8(&b, 0)) != PGG_OK)
+    pgg_buf_printf(err, "schema file %s: out of memory", f->path);
+  if (rc) {
+    pgg_buf_free(&b);
+    return rc;
+  }
+  f->len = b.len - 1;
+  f->text = (char *)b.data;
+  const char *nul = memchr(f->text, 0, f->len);
+  if (nul) {
+    size_t line = 1;
+    for (const char *p = f->text; p < nul; p++)
+      line += *p == '\n';
+    pgg_buf_printf(err, "schema file %s, line %zu: contains a NUL byte (not a text file?)",
+                   f->path, line);
+    return PGG_ERR_SCHEMA;
+  }
+  blank_psql_restrict(f->text, f->len);
+  return PGG_OK;
+}
+
+/* The files of --schema in the order they apply, with their contents. */
+static int collect_files(const char *schema_path, file_list *fl, pgg_buf *err)
+{
+  if (!schema_path || !*schema_path) {
+    pgg_buf_printf(err, "no desired schema: give --schema FILE.sql or a folder of .sql files");
+    return PGG_ERR_CONFIG;
+  }
+  struct stat st;
+  if (stat(schema_path, &st) != 0) {
+    pgg_buf_printf(err, "schema path %s: %s", schema_path, strerror(errno));
+    return PGG_ERR_SCHEMA;
+  }
+  int rc;
+  if (S_ISDIR(st.st_mode)) {
+    rc = walk(fl, schema_path, "", 0, err);
+    if (!rc && fl->n == 0) {
+      pgg_buf_printf(err, "schema directory %s holds no .sql file", schema_path);
+      rc = PGG_ERR_SCHEMA;
+    }
+    /* Byte-wise order of the relative paths: migration folders named by
+     * timestamp (prisma/migrations/20240101..._init/migration.sql) apply
+     * oldest first, whatever the locale. */
+    if (!rc)
+      qsort(fl->v, fl->n, sizeof *fl->v, cmp_rel);
+  } else if (S_ISREG(st.st_mode)) {
+    const char *base = strrchr(schema_path, '/');
+    rc = files_push(fl, schema_path, base ? base + 1 : schema_path);
+    if (rc)
+      pgg_buf_printf(err, "out of memory");
+  } else {
+    pgg_buf_printf(err, "schema path %s is neither a file nor a directory", schema_path);
+    rc = PGG_ERR_SCHEMA;
+  }
+  for (size_t i = 0; !rc && i < fl->n; i++)
+    rc = read_file(&fl->v[i], err);
+  return rc;
+}
+
+/*
+ * FNV-1a 64 over a format tag, then each file's relative path and content,
+ * NUL-separated. This names a scratch database, it guards nothing: a
+ * collision costs a wrong shadow only for someone who crafts one against
+ * their own schema.
+ */
+static uint64_t schema_hash(const file_list *fl)
+{
+  uint64_t h = 0xcbf29ce484222325ULL;
+  const uint64_t prime = 0x100000001b3ULL;
+  static const char tag[] = "pgguard shadow v1";
+  for (size_t i = 0; i < sizeof tag; i++)
+    h = (h ^ (uint8_t)tag[i]) * prime;
+  for (size_t f = 0; f < fl->n; f++) {
+    const char *parts[2] = {fl->v[f].rel, fl->v[f].text};
+    size_t lens[2] = {strlen(fl->v[f].rel) + 1, fl->v[f].len + 1};
+    for (int p = 0; p < 2; p++)
+      for (size_t i = 0; i < lens[p]; i++)
+        h = (h ^ (uint8_t)parts[p][i]) * prime;
+  }
+  return h;
+}
+
+/* ---- applying the files ------------------------------------------------- */
+
+/*
+ * PostgreSQL reports an error's position as a 1-based count of characters
+ * (not bytes) into the query string; turn it into a line number. In a
+ * SQL_ASCII database every byte counts as one character.
+ */
+static unsigned line_of_position(const char *text, size_t len, long pos, bool bytes)
+{
+  unsigned line = 1;
+  long chars = 0;
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)text[i];
+    if (bytes || (c & 0xC0) != 0x80)
+      chars++;
+    if (chars >= pos)
+      break;
+    if (c == '\n')
+      line++;
+  }
+  return line;
+}
+
+static int apply_file(PGconn *conn, const schema_file *f, pgg_buf *err)
+{
+  const char *text = f->text;
+  size_t len = f->len;
+  /* A UTF-8 byte order mark is not SQL; skipping it moves no line. */
+  if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) {
+    text += 3;
+    len -= 3;
+  }
+  /* One multi-statement simple query per file: PostgreSQL runs it as one
+   * implicit transaction (unless the file has its own BEGIN/COMMIT), the way
+   * `psql -1 -f` or Prisma's migrate would. */
+  PGresult *res = PQexec(conn, text);
+  ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_EMPTY_QUERY) {
+    PQclear(res);
+    /* A file that opened a transaction and did not close it: close it as
+     * psql would at the end of the file. */
+    if (PQtransactionStatus(conn) == PQTRANS_INTRANS) {
+      pgg_buf e2;
+      pgg_buf_init(&e2);
+      int rc = pgg_pq_exec(conn, "COMMIT", &e2);
+      if (rc)
+        pgg_buf_printf(err, "schema file %s: COMMIT at its end failed: %s", f->path,
+                       bstr(&e2));
+      pgg_buf_free(&e2);
+      return rc ? PGG_ERR_SCHEMA : PGG_OK;
+    }
+    return PGG_OK;
+  }
+  if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+    /* COPY ... FROM stdin data lines (pg_dump with data) are psql's business. */
+    PQclear(res);
+    pgg_buf_printf(err, "schema file %s: COPY is not supported in a schema file; "
+                   "use a schema-only dump", f->path);
+    while ((res = PQgetResult(conn)) != NULL)
+      PQclear(res);
+    return PGG_ERR_SCHEMA;
+  }
+  const char *pos = res ? PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION) : NULL;
+  if (pos && atol(pos) > 0) {
+    const char *enc = PQparameterStatus(conn, "server_encoding");
+    bool bytes = enc && strcmp(enc, "SQL_ASCII") == 0;
+    pgg_buf_printf(err, "schema file %s, line %u: ", f->path,
+                   line_of_position(text, len, atol(pos), bytes));
+  } else {
+    pgg_buf_printf(err, "schema file %s: ", f->path);
+  }
+  pgg_pq_error(err, conn, res);
+  PQclear(res);
+  if (PQtransactionStatus(conn) == PQTRANS_INERROR)
+    PQclear(PQexec(conn, "ROLLBACK"));
+  return PQstatus(conn) == CONNECTION_OK ? PGG_ERR_SCHEMA : PGG_ERR_UPSTREAM;
+}
+
+static int apply_files(PGconn *conn, const file_list *fl, pgg_buf *err)
+{
+  /* Positions are counted in characters of the text as we sent it. */
+  if (PQsetClientEncoding(conn, "UTF8") != 0) {
+    pgg_buf_printf(err, "shadow database: cannot set client_encoding UTF8: ");
+    pgg_pq_error(err, conn, NULL);
+    return PGG_ERR_UPSTREAM;
+  }
+  for (size_t i = 0; i < fl->n; i++) {
+    int rc = apply_file(conn, &fl->v[i], err);
+    if (rc)
+      return rc;
+  }
+  return PGG_OK;
+}
+
+/* ---- the shadow database ------------------------------------------------ */
+
+static void sleep_ms(long ms)
+{
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+/* Build "<verb> <quoted name> <tail>" in q (reset first). */
+static int build_db_stmt(pgg_buf *q, const char *verb, const char *db, const char *tail)
+{
+  pgg_buf_reset(q);
+  int rc = pgg_buf_printf(q, "%s ", verb);
+  if (!rc)
+    rc = pgg_quote_ident(q, db);
+  if (!rc)
+    rc = pgg_buf_printf(q, "%s", tail);
+  return rc;
+}
+
+static int comment_db(PGconn *conn, const char *db, const char *comment, pgg_buf *err)
+{
+  pgg_buf q;
+  pgg_buf_init(&q);
+  int rc = build_db_stmt(&q, "COMMENT ON DATABASE", db, " IS ");
+  if (!rc)
+    rc = pgg_quote_literal(&q, comment);
+  if (!rc)
+    rc = pgg_buf_append_u8(&q, 0);
+  if (!rc)
+    rc = pgg_pq_exec(conn, (const char *)q.data, err);
+  pgg_buf_free(&q);
+  return rc;
+}
+
+/* The comment on database db (current_database() when db is NULL): *exists
+ * says whether the database exists, *comment is heap or NULL. */
+static int db_comment(PGconn *conn, const char *db, bool *exists, char **comment,
+                      pgg_buf *err)
+{
+  const char *params[1] = {db};
+  PGresult *res = PQexecParams(conn,
+      "SELECT pg_catalog.shobj_description(d.oid, 'pg_database')"
+      " FROM pg_catalog.pg_database d"
+      " WHERE d.datname = COALESCE($1, pg_catalog.current_database())",
+      1, NULL, params, NULL, NULL, 0);
+  *exists = false;
+  *comment = NULL;
+  if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+    pgg_pq_error(err, conn, res);
+    PQclear(res);
+    return PQstatus(conn) == CONNECTION_OK ? PGG_ERR_DB : PGG_ERR_UPSTREAM;
+  }
+  int rc = PGG_OK;
+  if (PQntuples(res) == 1) {
+    *exists = true;
+    if (!PQgetisnull(res, 0, 0) && !(*comment = strdup(PQgetvalue(res, 0, 0))))
+      rc = PGG_ERR_NOMEM;
+  }
+  PQclear(res);
+  return rc;
+}
+
+/* Connect to the shadow and read its catalog, on a fresh session: the
+ * schema files may have SET anything on the loading one. */
+static int read_shadow(const char *conninfo, const char *dbname, pgg_catalog *desired,
+                       pgg_buf *err)
+{
+  PGconn *conn = pgg_pq_connect(conninfo, dbname, err);
+  if (!conn)
+    return PGG_ERR_UPSTREAM;
+  int rc = pgg_introspect(conn, desired, err);
+  PQfinish(conn);
+  return rc;
+}
+
+static int load_own_shadow(const pgg_guard_config *cfg, const file_list *fl, uint64_t hash,
+                           pgg_catalog *desired, pgg_buf *err)
+{
+  char dbname[64], complete[96];
+  snprintf(dbname, sizeof dbname, SHADOW_PREFIX "%016llx", (unsigned long long)hash);
+  snprintf(complete, sizeof complete, "pgguard shadow %016llx complete",
+           (unsigned long long)hash);
+
+  pgg_buf e;
+  pgg_buf_init(&e);
+  PGconn *admin = pgg_pq_connect(cfg->admin_url, NULL, &e);
+  if (!admin) {
+    pgg_buf_printf(err, "admin database: %s", bstr(&e));
+    pgg_buf_free(&e);
+    return PGG_ERR_UPSTREAM;
+  }
+  pgg_buf q;
+  pgg_buf_init(&q);
+  int rc = pgg_buf_printf(&q, "SET lock_timeout = '%ds'; SELECT pg_catalog.pg_advisory_lock(%lld)",
+                          SHADOW_WAIT_S, (long long)SHADOW_LOCK_KEY);
+  if (!rc && (rc = pgg_pq_exec(admin, (const char *)q.data, &e)) != PGG_OK)
+    pgg_buf_printf(err, "waiting for another pgguard loading the shadow database: %s",
+                   bstr(&e));
+
+  bool done = false;
+  for (int attempt = 0; !rc && !done; attempt++) {
+    bool exists;
+    char *comment = NULL;
+    pgg_buf_reset(&e);
+    rc = db_comment(admin, dbname, &exists, &comment, &e);
+    if (rc) {
+      pgg_buf_printf(err, "reading the shadow database's state: %s", bstr(&e));
+      break;
+    }
+    bool reusable = exists && comment && strcmp(comment, complete) == 0;
+    free(comment);
+    if (reusable) {
+      done = true;
+      break;
+    }
+    if (attempt >= SHADOW_WAIT_S) {
+      pgg_buf_printf(err, "shadow database %s: still being loaded by another process "
+                     "after %d s", dbname, SHADOW_WAIT_S);
+      rc = PGG_ERR_SCHEMA;
+      break;
+    }
+    if (exists) {
+      /* Half-loaded (a crash, or a failed file): ours to rebuild. DROP
+       * without FORCE fails while someone is connected, which is the case
+       * when another server's pgguard is loading it right now. */
+      pgg_buf_reset(&e);
+      if ((rc = build_db_stmt(&q, "DROP DATABASE", dbname, "")) != PGG_OK)
+        break;
+      PGresult *res = PQexec(admin, (const char *)q.data);
+      if (res && PQresultStatus(res) == PGRES_COMMAND_OK) {
+        PQclear(res);
+      } else if (strcmp(pgg_pq_sqlstate(res), "55006") == 0) {
+        PQclear(res);
+        sleep_ms(1000);
+        continue;
+      } else {
+        pgg_buf_printf(err, "dropping the half-loaded shadow database %s: ", dbname);
+        pgg_pq_error(err, admin, res);
+        PQclear(res);
+        rc = PGG_ERR_DB;
+        break;
+      }
+    }
+    if ((rc = build_db_stmt(&q, "CREATE DATABASE", dbname, " TEMPLATE template0")) != PGG_OK)
+      break;
+    PGresult *res = PQexec(admin, (const char *)q.data);
+    if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
+      const char *state = pgg_pq_sqlstate(res);
+      if (strcmp(state, "42P04") == 0 || strcmp(state, "23505") == 0) {
+        /* Created a moment ago by someone not under our lock. */
+        PQclear(res);
+        sleep_ms(1000);
+        continue;
+      }
+      pgg_buf_printf(err, "creating the shadow database %s: ", dbname);
+      pgg_pq_error(err, admin, res);
+      if (strcmp(state, "42501") == 0)
+        pgg_buf_printf(err, " (give the admin role CREATEDB, or pass --shadow-url)");
+      PQclear(res);
+      rc = PQstatus(admin) == CONNECTION_OK ? PGG_ERR_DB : PGG_ERR_UPSTREAM;
+      break;
+    }
+    PQclear(res);
+
+    pgg_buf_reset(&e);
+    PGconn *shadow = pgg_pq_connect(cfg->admin_url, dbname, &e);
+    if (!shadow) {
+      pgg_buf_printf(err, "shadow database: %s", bstr(&e));
+      rc = PGG_ERR_UPSTREAM;
+      break;
+    }
+    rc = apply_files(shadow, fl, err);
+    PQfinish(shadow);
+    if (rc) {
+      /* Useless to anyone and named after content that does not load:
+       * drop it now rather than leave it to the next start. */
+      if (build_db_stmt(&q, "DROP DATABASE IF EXISTS", dbname, "") == PGG_OK)
+        PQclear(PQexec(admin, (const char *)q.data));
+      break;
+    }
+    pgg_buf_reset(&e);
+    if ((rc = comment_db(admin, dbname, complete, &e)) != PGG_OK) {
+      pgg_buf_printf(err, "marking the shadow database %s complete: %s", dbname,
+                     bstr(&e));
+      break;
+    }
+    done = true;
+  }
+  PQfinish(admin);  /* also releases the session advisory lock */
+  pgg_buf_free(&q);
+  pgg_buf_free(&e);
+  if (rc)
+    return rc;
+  pgg_buf_init(&e);
+  rc = read_shadow(cfg->admin_url, dbname, desired, &e);
+  if (rc)
+    pgg_buf_printf(err, "reading the shadow database %s: %s", dbname, bstr(&e));
+  pgg_buf_free(&e);
+  return rc;
+}
+
+/* ---- a shadow database the operator gave (--shadow-url) ----------------- */
+
+#define USER_NS_SQL                                                          \
+  "n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')"        \
+  " AND n.nspname !~ '^pg_(toast_)?temp_'"
+
+/* What a database holds beyond a fresh one's empty public schema. */
+static const char q_user_objects[] =
+  "SELECT (SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c"
+  " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE " USER_NS_SQL ")"
+  " + (SELECT pg_catalog.count(*) FROM pg_catalog.pg_proc p"
+  " JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE " USER_NS_SQL ")"
+  " + (SELECT pg_catalog.count(*) FROM pg_catalog.pg_type t"
+  " JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace WHERE " USER_NS_SQL
+  " AND t.typrelid = 0 AND t.typelem = 0)"
+  " + (SELECT pg_catalog.count(*) FROM pg_catalog.pg_namespace n"
+  " WHERE " USER_NS_SQL " AND n.nspname <> 'public')"
+  " + (SELECT pg_catalog.count(*) FROM pg_catalog.pg_extension"
+  " WHERE extname <> 'plpgsql')";
+
+/* Empties a shadow database pgguard itself filled before (its comment says
+ * so): every user schema and extension goes, public comes back empty. */
+static const char q_reset_shadow[] =
+  "DO $pgguard$ DECLARE s text; BEGIN"
+  " FOR s IN SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE " USER_NS_SQL " LOOP"
+  " EXECUTE pg_catalog.format('DROP SCHEMA %I CASCADE', s); END LOOP;"
+  " FOR s IN SELECT extname FROM pg_catalog.pg_extension WHERE extname <> 'plpgsql' LOOP"
+  " EXECUTE pg_catalog.format('DROP EXTENSION %I CASCADE', s); END LOOP;"
+  " CREATE SCHEMA public; END $pgguard$";
+
+/* The identity of the database a session is in: name, oid, server start. */
+static const char q_identity[] =
+  "SELECT d.datname || ' ' || d.oid || ' ' || pg_catalog.pg_postmaster_start_time()"
+  " FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()";
+
+static char *one_value(PGconn *conn, const char *sql, pgg_buf *err)
+{
+  PGresult *res = PQexec(conn, sql);
+  char *v = NULL;
+  if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+    if (!(v = strdup(PQgetvalue(res, 0, 0))))
+      pgg_buf_printf(err, "out of memory");
+  } else {
+    pgg_pq_error(err, conn, res);
+  }
+  PQclear(res);
+  return v;
+}
+
+static int load_given_shadow(const pgg_guard_config *cfg, const file_list *fl, uint64_t hash,
+                             pgg_catalog *desired, pgg_buf *err)
+{
+  char complete[96], loading[96];
+  snprintf(complete, sizeof complete, "pgguard shadow %016llx complete",
+           (unsigned long long)hash);
+  snprintf(loading, sizeof loading, "pgguard shadow %016llx loading",
+           (unsigned long long)hash);
+
+  pgg_buf e;
+  pgg_buf_init(&e);
+  int rc = PGG_OK;
+  char *comment = NULL, *id_shadow = NULL, *id_admin = NULL, *count = NULL;
+  PGconn *admin = NULL;
+  PGconn *shadow = pgg_pq_connect(cfg->shadow_url, NULL, &e);
+  if (!shadow) {
+    pgg_buf_printf(err, "shadow database (--shadow-url): %s", bstr(&e));
+    rc = PGG_ERR_UPSTREAM;
+    goto out;
+  }
+  const char *db = PQdb(shadow);
+
+  /* Loading the desired schema into the guarded database itself would run
+   * arbitrary DDL on production: refuse, whatever it holds. */
+  if (cfg->admin_url && (admin = pgg_pq_connect(cfg->admin_url, NULL, &e)) != NULL) {
+    id_shadow = one_value(shadow, q_identity, &e);
+    id_admin = one_value(admin, q_identity, &e);
+    if (id_shadow && id_admin && strcmp(id_shadow, id_admin) == 0) {
+      pgg_buf_printf(err, "--shadow-url names the guarded database %s itself; "
+                     "give pgguard an empty scratch database", db);
+      rc = PGG_ERR_CONFIG;
+      goto out;
+    }
+  }
+  pgg_buf_reset(&e);
+
+  /* Two sidecars given the same shadow take turns. */
+  char lock[96];
+  snprintf(lock, sizeof lock, "SET lock_timeout = '%ds'; SELECT pg_catalog.pg_advisory_lock(%lld)",
+           SHADOW_WAIT_S, (long long)SHADOW_LOCK_KEY);
+  bool exists;
+  if ((rc = pgg_pq_exec(shadow, lock, &e)) != PGG_OK ||
+      (rc = db_comment(shadow, NULL, &exists, &comment, &e)) != PGG_OK) {
+    pgg_buf_printf(err, "shadow database %s: %s", db, bstr(&e));
+    goto out;
+  }
+  if (comment && strcmp(comment, complete) == 0)
+    goto out;  /* loaded with this very schema before */
+
+  if (!(count = one_value(shadow, q_user_objects, &e))) {
+    pgg_buf_printf(err, "shadow database %s: %s", db, bstr(&e));
+    rc = PGG_ERR_DB;
+    goto out;
+  }
+  if (strcmp(count, "0") != 0) {
+    if (!comment || strncmp(comment, "pgguard shadow ", 15) != 0) {
+      pgg_buf_printf(err, "shadow database %s (--shadow-url) is not empty: it holds %s "
+                     "objects; pgguard loads the desired schema only into an empty "
+                     "database and never empties one it did not fill", db, count);
+      rc = PGG_ERR_SCHEMA;
+      goto out;
+    }
+    if ((rc = pgg_pq_exec(shadow, q_reset_shadow, &e)) != PGG_OK) {
+      pgg_buf_printf(err, "emptying shadow database %s for the changed schema: %s", db,
+                     bstr(&e));
+      goto out;
+    }
+  }
+  /* Marked as ours before the first file runs, so a failed load can be
+   * emptied again next time instead of being mistaken for foreign data. */
+  if ((rc = comment_db(shadow, db, loading, &e)) != PGG_OK) {
+    pgg_buf_printf(err, "shadow database %s: %s", db, bstr(&e));
+    goto out;
+  }
+  if ((rc = apply_files(shadow, fl, err)) != PGG_OK)
+    goto out;
+  if ((rc = comment_db(shadow, db, complete, &e)) != PGG_OK)
+    pgg_buf_printf(err, "marking shadow database %s complete: %s", db, bstr(&e));
+
+out:
+  free(comment);
+  free(id_shadow);
+  free(id_admin);
+  free(count);
+  if (admin)
+    PQfinish(admin);
+  if (shadow)
+    PQfinish(shadow);
+  if (!rc) {
+    pgg_buf_reset(&e);
+    rc = read_shadow(cfg->shadow_url, NULL, desired, &e);
+    if (rc)
+      pgg_buf_printf(err, "reading the shadow database: %s", bstr(&e));
+  }
+  pgg_buf_free(&e);
+  return rc;
+}
+
+int pgg_desired_load(const pgg_guard_config *cfg, pgg_catalog *desired, pgg_buf *err)
+{
+  pgg_catalog_init(desired);
+  if (!cfg->shadow_url && (!cfg->admin_url || !*cfg->admin_url)) {
+    pgg_buf_printf(err, "no --admin-url: the shadow database is created on its server");
+    return PGG_ERR_CONFIG;
+  }
+  file_list fl = {0};
+  int rc = collect_files(cfg->schema_path, &fl, err);
+  if (!rc) {
+    uint64_t hash = schema_hash(&fl);
+    rc = cfg->shadow_url ? load_given_shadow(cfg, &fl, hash, desired, err)
+                         : load_own_shadow(cfg, &fl, hash, desired, err);
+  }
+  files_free(&fl);
+  return rc;
+}

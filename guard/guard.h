@@ -1,0 +1,85 @@
+/*
+ * guard.h — the schema guard's entry points for the proxy and the command
+ * line: its settings, loading the desired schema, checking and repairing the
+ * live database. Every function here blocks on libpq; the proxy calls them
+ * on the libuv thread pool, never on the event loop.
+ */
+#ifndef PGG_GUARD_H
+#define PGG_GUARD_H
+
+#include "catalog.h"
+
+typedef enum {
+  PGG_REPAIR_MODE_ON_ERROR = 0,  /* repair when a guarded error arrives (default) */
+  PGG_REPAIR_MODE_EAGER,         /* also at start-up and whenever a check finds missing objects */
+  PGG_REPAIR_MODE_OFF,           /* report drift only */
+} pgg_repair_mode;
+
+typedef struct {
+  const char *schema_path;       /* --schema: a .sql file or a folder of them */
+  const char *admin_url;         /* --admin-url: libpq URL/conninfo of the guarded database */
+  const char *shadow_url;        /* --shadow-url, or NULL: pgguard creates pgguard_shadow_<hash> */
+  const char *object_owner;      /* --object-owner, or NULL: the guarded database's owner */
+  pgg_repair_mode repair_mode;
+  double repair_wait;            /* --repair-wait seconds (5) */
+  double drift_interval;         /* --drift-interval seconds (30) */
+  double cooldown;               /* --repair-cooldown seconds after a failed repair (30) */
+  int lock_timeout_ms;           /* --lock-timeout (2000) */
+  int statement_timeout_ms;      /* --statement-timeout (30000) */
+  bool strict;                   /* --strict: refuse to start when the schema does not load */
+} pgg_guard_config;
+
+void pgg_guard_config_defaults(pgg_guard_config *cfg);
+
+/*
+ * Load the desired schema into its shadow database (creating it when it does
+ * not exist yet, reusing it while the schema's content is unchanged) and read
+ * the shadow's catalog into *desired. On failure err holds a message a person
+ * can act on, naming the file, the line and PostgreSQL's message.
+ */
+int pgg_desired_load(const pgg_guard_config *cfg, pgg_catalog *desired, pgg_buf *err);
+
+typedef enum {
+  PGG_REPAIR_APPLIED = 0,   /* missing objects were created */
+  PGG_REPAIR_NOTHING,       /* nothing was missing (maybe another sidecar repaired first) */
+  PGG_REPAIR_FAILED,        /* the plan or the connection failed; nothing was committed */
+} pgg_repair_outcome;
+
+typedef struct {
+  pgg_repair_outcome outcome;
+  unsigned statements;                            /* statements executed */
+  unsigned counts[PGG_OBJ__COUNT][PGG_DRIFT__COUNT]; /* the drift afterwards */
+  unsigned missing_labels;                        /* missing enum labels afterwards */
+  bool drift_known;                               /* counts are valid */
+  char *drift_json;                               /* the /drift report afterwards (heap), or NULL */
+  char error[512];                                /* why it failed */
+  double seconds;
+} pgg_repair_result;
+
+void pgg_repair_result_free(pgg_repair_result *r);
+
+/*
+ * The guard's own connection to the guarded database, opened on first use
+ * and reopened after a failure. One caller at a time.
+ */
+typedef struct pgg_admin pgg_admin;
+
+pgg_admin *pgg_admin_new(const pgg_guard_config *cfg);
+void pgg_admin_free(pgg_admin *a);
+/* Read live, diff against desired; change nothing. outcome is NOTHING or FAILED. */
+int pgg_admin_check(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result *out);
+/*
+ * Under pg_advisory_xact_lock(PGG_ADVISORY_KEY): re-read live, diff, plan,
+ * run the plan (enum labels committed first, then one transaction with
+ * SET LOCAL lock_timeout, statement_timeout and ROLE), re-read the drift.
+ */
+int pgg_admin_repair(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result *out);
+
+/* The fixed advisory lock key every pgguard sidecar repairs under. */
+#define PGG_ADVISORY_KEY 0x7067677561726400LL /* "pgguard\0" */
+
+/* `pgguard check` and `pgguard plan`: print, return the process exit code. */
+int pgg_cli_check(const pgg_guard_config *cfg, bool json);   /* 0 nothing missing, 1 missing, 2 error */
+int pgg_cli_plan(const pgg_guard_config *cfg);               /* 0 printed, 2 error */
+
+#endif

@@ -1,0 +1,518 @@
+/*
+ * introspect.c — reads one database's catalog (schemas, enums, sequences,
+ * tables, columns, constraints, indexes) into a pgg_catalog, one query per kind.
+ */
+#include "introspect.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * Every query runs with search_path = '', so format_type, pg_get_expr,
+ * pg_get_indexdef and pg_get_constraintdef schema-qualify every name they
+ * print: shadow and live then compare by text, and the planner can replay a
+ * definition in any search_path.
+ */
+
+/* The schemas that hold user objects (n is the pg_namespace row). */
+#define USER_NS                                                              \
+  "n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')"        \
+  " AND n.nspname !~ '^pg_(toast_)?temp_'"
+
+/* The object (classid, objid) is not a member of an extension. */
+#define NOT_EXT(classid, objid)                                              \
+  " NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e"                        \
+  " WHERE e.classid = '" classid "'::pg_catalog.regclass"                   \
+  " AND e.objid = " objid " AND e.deptype = 'e')"
+
+/*
+ * The tables pgguard guards (c is the pg_class row, n its namespace):
+ * ordinary and partitioned, not temporary, not an extension's. Partitions are
+ * left out: the catalog has no way to say PARTITION OF, and creating one as a
+ * plain table would be wrong.
+ */
+#define USER_TABLE                                                           \
+  "c.relkind IN ('r', 'p') AND NOT c.relispartition"                         \
+  " AND c.relpersistence <> 't' AND " USER_NS " AND"                         \
+  NOT_EXT("pg_catalog.pg_class", "c.oid")
+
+static const char q_schemas[] =
+  "SELECT n.nspname FROM pg_catalog.pg_namespace n"
+  " WHERE " USER_NS " AND" NOT_EXT("pg_catalog.pg_namespace", "n.oid");
+
+/* One row per label, and one with a NULL label for an enum that has none. */
+static const char q_enums[] =
+  "SELECT n.nspname, t.typname, l.enumlabel,"
+  " pg_catalog.row_number() OVER (PARTITION BY t.oid ORDER BY l.enumsortorder)"
+  " FROM pg_catalog.pg_type t"
+  " JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace"
+  " LEFT JOIN pg_catalog.pg_enum l ON l.enumtypid = t.oid"
+  " WHERE t.typtype = 'e' AND " USER_NS " AND"
+  NOT_EXT("pg_catalog.pg_type", "t.oid");
+
+/* Identity columns' sequences (deptype 'i') come with their column. */
+static const char q_sequences[] =
+  "SELECT n.nspname, c.relname,"
+  " 'AS ' || pg_catalog.format_type(s.seqtypid, NULL)"
+  " || ' INCREMENT BY ' || s.seqincrement || ' MINVALUE ' || s.seqmin"
+  " || ' MAXVALUE ' || s.seqmax || ' START WITH ' || s.seqstart"
+  " || ' CACHE ' || s.seqcache"
+  " || CASE WHEN s.seqcycle THEN ' CYCLE' ELSE ' NO CYCLE' END"
+  " FROM pg_catalog.pg_sequence s"
+  " JOIN pg_catalog.pg_class c ON c.oid = s.seqrelid"
+  " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+  " WHERE c.relpersistence <> 't' AND " USER_NS " AND"
+  NOT_EXT("pg_catalog.pg_class", "c.oid") " AND"
+  " NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend i"
+  " WHERE i.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+  " AND i.objid = c.oid AND i.deptype = 'i')";
+
+static const char q_tables[] =
+  "SELECT n.nspname, c.relname, c.relkind"
+  " FROM pg_catalog.pg_class c"
+  " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+  " WHERE " USER_TABLE;
+
+static const char q_columns[] =
+  "SELECT n.nspname, c.relname, a.attname,"
+  " pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull,"
+  " pg_catalog.pg_get_expr(d.adbin, d.adrelid), a.attidentity,"
+  " a.attgenerated, a.attnum"
+  " FROM pg_catalog.pg_attribute a"
+  " JOIN pg_catalog.pg_class c ON c.oid = a.attrelid"
+  " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+  " LEFT JOIN pg_catalog.pg_attrdef d"
+  " ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
+  " WHERE a.attnum > 0 AND NOT a.attisdropped AND " USER_TABLE;
+
+static const char q_constraints[] =
+  "SELECT n.nspname, c.relname, k.conname, k.contype,"
+  " pg_catalog.pg_get_constraintdef(k.oid)"
+  " FROM pg_catalog.pg_constraint k"
+  " JOIN pg_catalog.pg_class c ON c.oid = k.conrelid"
+  " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+  " WHERE k.contype IN ('p', 'u', 'c', 'f') AND " USER_TABLE;
+
+/* An index that backs a primary key, unique or exclusion constraint is the
+ * constraint's business: the constraint creates it. */
+static const char q_indexes[] =
+  "SELECT n.nspname, c.relname, ic.relname,"
+  " pg_catalog.pg_get_indexdef(x.indexrelid)"
+  " FROM pg_catalog.pg_index x"
+  " JOIN pg_catalog.pg_class ic ON ic.oid = x.indexrelid"
+  " JOIN pg_catalog.pg_class c ON c.oid = x.indrelid"
+  " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+  " WHERE " USER_TABLE " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k"
+  " WHERE k.conindid = x.indexrelid AND k.conrelid = x.indrelid"
+  " AND k.contype IN ('p', 'u', 'x'))";
+
+/* ---- small libpq helpers shared by the guard's edge ------------------- */
+
+static void noop_notice(void *arg, const char *message)
+{
+  (void)arg;
+  (void)message;
+}
+
+/* Append s without its trailing newlines (libpq's messages end with one). */
+static void append_trimmed(pgg_buf *b, const char *s)
+{
+  size_t n = strlen(s);
+  while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' '))
+    n--;
+  pgg_buf_printf(b, "%.*s", (int)n, s);
+}
+
+const char *pgg_pq_sqlstate(const PGresult *res)
+{
+  const char *s = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+  return s ? s : "";
+}
+
+void pgg_pq_error(pgg_buf *err, PGconn *conn, const PGresult *res)
+{
+  const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+  if (!primary) {
+    const char *m = res ? PQresultErrorMessage(res) : "";
+    if (!m || !*m)
+      m = PQerrorMessage(conn);
+    append_trimmed(err, (m && *m) ? m : "unknown libpq error");
+    return;
+  }
+  const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+  const char *detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+  const char *hint = PQresultErrorField(res, PG_DIAG_MESSAGE_HINT);
+  append_trimmed(err, primary);
+  if (state)
+    pgg_buf_printf(err, " (SQLSTATE %s)", state);
+  if (detail) {
+    pgg_buf_printf(err, "; DETAIL: ");
+    append_trimmed(err, detail);
+  }
+  if (hint) {
+    pgg_buf_printf(err, "; HINT: ");
+    append_trimmed(err, hint);
+  }
+}
+
+int pgg_pq_exec(PGconn *conn, const char *sql, pgg_buf *err)
+{
+  PGresult *res = PQexec(conn, sql);
+  ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+    PQclear(res);
+    return PGG_OK;
+  }
+  pgg_pq_error(err, conn, res);
+  PQclear(res);
+  return PQstatus(conn) == CONNECTION_OK ? PGG_ERR_DB : PGG_ERR_UPSTREAM;
+}
+
+PGconn *pgg_pq_connect(const char *conninfo, const char *dbname, pgg_buf *err)
+{
+  char *perr = NULL;
+  PQconninfoOption *opts = PQconninfoParse(conninfo ? conninfo : "", &perr);
+  if (!opts) {
+    pgg_buf_printf(err, "bad connection string: ");
+    append_trimmed(err, perr ? perr : "out of memory");
+    PQfreemem(perr);
+    return NULL;
+  }
+  size_t n = 0;
+  for (PQconninfoOption *o = opts; o->keyword; o++)
+    n++;
+  const char **kw = calloc(n + 3, sizeof *kw);
+  const char **val = calloc(n + 3, sizeof *val);
+  PGconn *conn = NULL;
+  if (!kw || !val) {
+    pgg_buf_printf(err, "out of memory");
+    goto done;
+  }
+  size_t k = 0;
+  bool has_dbname = false, has_timeout = false;
+  for (PQconninfoOption *o = opts; o->keyword; o++) {
+    const char *v = o->val;
+    if (strcmp(o->keyword, "dbname") == 0) {
+      if (dbname)
+        v = dbname;
+      has_dbname = v != NULL;
+    }
+    if (strcmp(o->keyword, "connect_timeout") == 0 && v)
+      has_timeout = true;
+    if (!v)
+      continue;
+    kw[k] = o->keyword;
+    val[k++] = v;
+  }
+  if (dbname && !has_dbname) {
+    kw[k] = "dbname";
+    val[k++] = dbname;
+  }
+  /* A server that does not answer must not hang a repair for the kernel's
+   * TCP timeout. */
+  if (!has_timeout) {
+    kw[k] = "connect_timeout";
+    val[k++] = "10";
+  }
+  kw[k] = NULL;
+  val[k] = NULL;
+  /* expand_dbname = 0: the (replaced) dbname is a name, never a URL. */
+  conn = PQconnectdbParams(kw, val, 0);
+  if (!conn) {
+    pgg_buf_printf(err, "out of memory");
+  } else if (PQstatus(conn) != CONNECTION_OK) {
+    pgg_buf_printf(err, "cannot connect to database \"%s\": ",
+                   PQdb(conn) ? PQdb(conn) : "?");
+    append_trimmed(err, PQerrorMessage(conn));
+    PQfinish(conn);
+    conn = NULL;
+  } else {
+    /* The guard's own statements raise NOTICEs (IF NOT EXISTS, ...); libpq
+     * would print them on stderr, in the middle of `pgguard check`. */
+    PQsetNoticeProcessor(conn, noop_notice, NULL);
+  }
+done:
+  free(kw);
+  free(val);
+  PQconninfoFree(opts);
+  return conn;
+}
+
+/* ---- introspection ------------------------------------------------------ */
+
+static char *field(const PGresult *res, int row, int col)
+{
+  return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+}
+
+static PGresult *query(PGconn *conn, const char *sql, pgg_buf *err, int *rc)
+{
+  PGresult *res = PQexec(conn, sql);
+  if (res && PQresultStatus(res) == PGRES_TUPLES_OK)
+    return res;
+  pgg_buf_printf(err, "catalog query failed: ");
+  pgg_pq_error(err, conn, res);
+  PQclear(res);
+  *rc = PQstatus(conn) == CONNECTION_OK ? PGG_ERR_DB : PGG_ERR_UPSTREAM;
+  return NULL;
+}
+
+static int read_schemas(PGconn *conn, pgg_catalog *out, pgg_buf *err)
+{
+  int rc = PGG_OK;
+  PGresult *res = query(conn, q_schemas, err, &rc);
+  if (!res)
+    return rc;
+  for (int i = 0; i < PQntuples(res) && !rc; i++) {
+    pgg_object o = {.kind = PGG_OBJ_SCHEMA, .schema = field(res, i, 0),
+                    .name = field(res, i, 0)};
+    rc = pgg_catalog_add(out, &o);
+  }
+  PQclear(res);
+  return rc;
+}
+
+static int read_enums(PGconn *conn, pgg_catalog *out, pgg_buf *err)
+{
+  int rc = PGG_OK;
+  PGresult *res = query(conn, q_enums, err, &rc);
+  if (!res)
+    return rc;
+  for (int i = 0; i < PQntuples(res) && !rc; i++) {
+    char *schema = field(res, i, 0), *type = field(res, i, 1);
+    char *label = field(res, i, 2);
+    int pos = atoi(PQgetvalue(res, i, 3));
+    /* The type itself once, on the row of its first label (or its only,
+     * label-less row). */
+    if (pos == 1) {
+      pgg_object t = {.kind = PGG_OBJ_ENUM, .schema = schema, .name = type};
+      rc = pgg_catalog_add(out, &t);
+    }
+    if (!rc && label) {
+      pgg_object l = {.kind = PGG_OBJ_ENUM_LABEL, .schema = schema,
+                      .parent = type, .name = label, .position = pos};
+      rc = pgg_catalog_add(out, &l);
+    }
+  }
+  PQclear(res);
+  return rc;
+}
+
+static int read_sequences(PGconn *conn, pgg_catalog *out, pgg_buf *err)
+{
+  int rc = PGG_OK;
+  PGresult *res = query(conn, q_sequences, err, &rc);
+  if (!res)
+    return rc;
+  for (int i = 0; i < PQntuples(res) && !rc; i++) {
+    pgg_object o = {.kind = PGG_OBJ_SEQUENCE, .schema = field(res, i, 0),
+                    .name = field(res, i, 1), .definition = field(res, i, 2)};
+    rc = pgg_catalog_add(out, &o);
+  }
+  PQclear(res);
+  return rc;
+}
+
+static int read_tables(PGconn *conn, pgg_catalog *out, pgg_buf *err)
+{
+  int rc = PGG_OK;
+  PGresult *res = query(conn, q_tables, err, &rc);
+  if (!res)
+    return rc;
+  for (int i = 0; i < PQntuples(res) && !rc; i++) {
+    pgg_object o = {.kind = PGG_OBJ_TABLE, .schema = field(res, i, 0),
+                    .name = field(res, i, 1), .relkind = PQgetvalue(res, i, 2)[0]};
+    rc = pgg_catalog_add(out, &o);
+  }
+  PQclear(res);
+  return rc;
+}
+
+static int read_columns(PGconn *conn, pgg_catalog *out, pgg_buf *err)
+{
+  int rc = PGG_OK;
+  PGresult *res = query(conn, q_columns, err, &rc);
+  if (!res)
+    return rc;
+  for (int i = 0; i < PQntuples(res) && !rc; i++) {
+    pgg_object o = {.kind = PGG_OBJ_COLUMN, .schema = field(res, i, 0),
+                    .parent = field(res, i, 1), .name = field(res, i, 2),
+                    .type = field(res, i, 3),
+                    .not_null = PQgetvalue(res, i, 4)[0] == 't',
+                    .default_expr = field(res, i, 5),
+                    /* attidentity and attgenerated are "" when unset */
+                    .identity = PQgetvalue(res, i, 6)[0],
+                    .generated = PQgetvalue(res, i, 7)[0],
+                    .position = atoi(PQgetvalue(res, i, 8))};
+    rc = pgg_catalog_add(out, &o);
+  }
+  PQclear(res);
+  return rc;
+}
+
+static int read_constraints(PGconn *conn, pgg_catalog *out, pgg_buf *err)
+{
+  int rc = PGG_OK;
+  PGresult *res = query(conn, q_constraints, err, &rc);
+  if (!res)
+    return rc;
+  for (int i = 0; i < PQntuples(res) && !rc; i++) {
+    pgg_object o = {.kind = PGG_OBJ_CONSTRAINT, .schema = field(res, i, 0),
+                    .parent = field(res, i, 1), .name = field(res, i, 2),
+                    .contype = PQgetvalue(res, i, 3)[0],
+                    .definition = field(res, i, 4)};
+    rc = pgg_catalog_add(out, &o);
+  }
+  PQclear(res);
+  return rc;
+}
+
+static int read_indexes(PGconn *conn, pgg_catalog *out, pgg_buf *err)
+{
+  int rc = PGG_OK;
+  PGresult *res = query(conn, q_indexes, err, &rc);
+  if (!res)
+    return rc;
+  for (int i = 0; i < PQntuples(res) && !rc; i++) {
+    pgg_object o = {.kind = PGG_OBJ_INDEX, .schema = field(res, i, 0),
+                    .parent = field(res, i, 1), .name = field(res, i, 2),
+                    .definition = field(res, i, 3)};
+    rc = pgg_catalog_add(out, &o);
+  }
+  PQclear(res);
+  return rc;
+}
+
+static int read_all(PGconn *conn, pgg_catalog *out, pgg_buf *err)
+{
+  int (*const readers[])(PGconn *, pgg_catalog *, pgg_buf *) = {
+    read_schemas, read_enums, read_sequences, read_tables,
+    read_columns, read_constraints, read_indexes,
+  };
+  for (size_t i = 0; i < sizeof readers / sizeof readers[0]; i++) {
+    int rc = readers[i](conn, out, err);
+    if (rc == PGG_ERR_NOMEM)
+      pgg_buf_printf(err, "out of memory reading the catalog");
+    if (rc)
+      return rc;
+  }
+  pgg_catalog_sort(out);
+  return PGG_OK;
+}
+
+/* Inside the caller's transaction: remember its search_path to put it back. */
+static char *current_search_path(PGconn *conn, pgg_buf *err, int *rc)
+{
+  PGresult *res = query(conn, "SELECT pg_catalog.current_setting('search_path')",
+                        err, rc);
+  if (!res)
+    return NULL;
+  char *sp = strdup(PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "");
+  PQclear(res);
+  if (!sp) {
+    pgg_buf_printf(err, "out of memory");
+    *rc = PGG_ERR_NOMEM;
+  }
+  return sp;
+}
+
+int pgg_introspect(PGconn *conn, pgg_catalog *out, pgg_buf *err)
+{
+  PGTransactionStatusType ts = PQtransactionStatus(conn);
+  if (ts != PQTRANS_IDLE && ts != PQTRANS_INTRANS) {
+    pgg_buf_printf(err, "introspection: connection is not ready (%s)",
+                   ts == PQTRANS_INERROR ? "transaction aborted" : "busy or broken");
+    return PQstatus(conn) == CONNECTION_OK ? PGG_ERR_DB : PGG_ERR_UPSTREAM;
+  }
+  bool own = ts == PQTRANS_IDLE;
+  int rc = PGG_OK;
+  char *saved = NULL;
+  if (own) {
+    /* One snapshot for all seven queries, so a DDL committing in between
+     * cannot show a column without its table. */
+    rc = pgg_pq_exec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err);
+  } else {
+    saved = current_search_path(conn, err, &rc);
+  }
+  if (!rc)
+    rc = pgg_pq_exec(conn, "SET LOCAL search_path = ''", err);
+  if (!rc)
+    rc = read_all(conn, out, err);
+
+  if (own) {
+    /* Read-only: COMMIT and ROLLBACK are the same; ROLLBACK also ends an
+     * aborted transaction. */
+    PQclear(PQexec(conn, "ROLLBACK"));
+  } else if (!rc && saved) {
+    pgg_buf q;
+    pgg_buf_init(&q);
+    rc = pgg_buf_printf(&q, "SELECT pg_catalog.set_config('search_path', ");
+    if (!rc)
+      rc = pgg_quote_literal(&q, saved);
+    if (!rc)
+      rc = pgg_buf_printf(&q, ", true)");
+    if (!rc)
+      rc = pgg_pq_exec(conn, (const char *)q.data, err);
+    pgg_buf_free(&q);
+  }
+  free(saved);
+  if (rc) {
+    pgg_catalog_free(out);
+    pgg_catalog_init(out);
+  }
+  return rc;
+}
+
+/* ---- rows of tables that are about to get a NOT NULL column ------------ */
+
+/*
+ * Does planning this missing object depend on whether its existing table has
+ * rows? A NOT NULL column without a default cannot be added to one (the
+ * planner adds it nullable), and a check constraint is added NOT VALID so
+ * old rows are neither scanned nor able to fail it.
+ */
+static bool depends_on_rows(const pgg_object *o)
+{
+  if (o->kind == PGG_OBJ_COLUMN)
+    return o->not_null && !o->default_expr && !o->identity && !o->generated;
+  return o->kind == PGG_OBJ_CONSTRAINT && o->contype == 'c';
+}
+
+int pgg_introspect_has_rows(PGconn *conn, const pgg_drift *d, pgg_catalog *live,
+                            pgg_buf *err)
+{
+  pgg_buf q;
+  pgg_buf_init(&q);
+  int rc = PGG_OK;
+  for (size_t i = 0; i < d->n && !rc; i++) {
+    const pgg_drift_item *it = &d->items[i];
+    if (it->state != PGG_DRIFT_MISSING || it->implied || !it->desired ||
+        !it->desired->parent || !depends_on_rows(it->desired))
+      continue;
+    const pgg_object *t = pgg_catalog_find(live, PGG_OBJ_TABLE, it->desired->schema,
+                                           NULL, it->desired->parent);
+    if (!t || t->has_rows)
+      continue;
+    pgg_buf_reset(&q);
+    rc = pgg_buf_printf(&q, "SELECT EXISTS (SELECT 1 FROM ");
+    if (!rc)
+      rc = pgg_quote_ident(&q, t->schema);
+    if (!rc)
+      rc = pgg_buf_printf(&q, ".");
+    if (!rc)
+      rc = pgg_quote_ident(&q, t->name);
+    if (!rc)
+      rc = pgg_buf_printf(&q, ")");
+    if (rc)
+      break;
+    PGresult *res = query(conn, (const char *)q.data, err, &rc);
+    if (!res)
+      break;
+    /* live is ours to change: find() hands back a pointer into live->objs. */
+    if (PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't')
+      live->objs[t - live->objs].has_rows = true;
+    PQclear(res);
+  }
+  pgg_buf_free(&q);
+  return rc;
+}

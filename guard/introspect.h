@@ -1,0 +1,49 @@
+/*
+ * introspect.h — the guard's libpq edge: reading one database's catalog into
+ * a pgg_catalog, and the connection helpers desired.c, repair.c and cli.c share.
+ */
+#ifndef PGG_INTROSPECT_H
+#define PGG_INTROSPECT_H
+
+#include <libpq-fe.h>
+
+#include "catalog.h"
+
+/*
+ * Read conn's database into *out (sorted). Outside a transaction it opens its
+ * own REPEATABLE READ READ ONLY one; inside the caller's transaction it reads
+ * there (what the repair does under its advisory lock) and restores the
+ * search_path it changed. On failure *out is left empty and err says why;
+ * returns PGG_ERR_UPSTREAM when the connection is gone, PGG_ERR_DB otherwise.
+ */
+int pgg_introspect(PGconn *conn, pgg_catalog *out, pgg_buf *err);
+
+/*
+ * For every live table that would get a missing NOT NULL column without a
+ * default (or a missing check constraint), ask whether it holds a row and
+ * set has_rows on its live object: the planner then adds such a column
+ * nullable (the check NOT VALID) instead of failing on the rows.
+ */
+int pgg_introspect_has_rows(PGconn *conn, const pgg_drift *d, pgg_catalog *live,
+                            pgg_buf *err);
+
+/*
+ * Connect to conninfo (a URL or key=value string), with its dbname replaced
+ * by dbname when that is not NULL. Adds connect_timeout=10 when the string
+ * has none and silences notices. Returns NULL with err set on failure.
+ */
+PGconn *pgg_pq_connect(const char *conninfo, const char *dbname, pgg_buf *err);
+
+/*
+ * Append PostgreSQL's error for a failed result (or the connection's message
+ * when res is NULL) to err, on one line: "SQLSTATE: message (detail) (hint)".
+ */
+void pgg_pq_error(pgg_buf *err, PGconn *conn, const PGresult *res);
+
+/* Run one command that returns no rows; on failure append the error to err. */
+int pgg_pq_exec(PGconn *conn, const char *sql, pgg_buf *err);
+
+/* The SQLSTATE of a failed result, or "" */
+const char *pgg_pq_sqlstate(const PGresult *res);
+
+#endif

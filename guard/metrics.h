@@ -1,0 +1,57 @@
+/*
+ * metrics.h — pgguard's Prometheus registry: one process-wide struct of
+ * counters, gauges and histograms, written only from the event loop's thread,
+ * rendered in the text exposition format 0.0.4.
+ */
+#ifndef PGG_METRICS_H
+#define PGG_METRICS_H
+
+#include "catalog.h"
+
+#define PGG_HIST_BUCKETS 14
+
+typedef struct {
+  const double *bounds;            /* PGG_HIST_BUCKETS upper bounds, ascending */
+  uint64_t counts[PGG_HIST_BUCKETS]; /* non-cumulative; rendered cumulative */
+  uint64_t count;
+  double sum;
+} pgg_histogram;
+
+void pgg_histogram_observe(pgg_histogram *h, double v);
+
+enum { PGG_SQLSTATE_42P01, PGG_SQLSTATE_42703, PGG_SQLSTATE_42704, PGG_SQLSTATE_22P02, PGG_SQLSTATE__COUNT };
+enum { PGG_REPAIR_RES_APPLIED, PGG_REPAIR_RES_NOTHING, PGG_REPAIR_RES_FAILED, PGG_REPAIR_RES__COUNT };
+enum {
+  PGG_REPLAY_RES_SUCCEEDED,   /* replayed, and the replay succeeded */
+  PGG_REPLAY_RES_FAILED,      /* replayed, and the replay failed again */
+  PGG_REPLAY_RES_SKIPPED,     /* not provably safe: the original error went through */
+  PGG_REPLAY_RES__COUNT
+};
+enum { PGG_DIR_CLIENT_TO_SERVER, PGG_DIR_SERVER_TO_CLIENT, PGG_DIR__COUNT };
+
+typedef struct {
+  uint64_t undefined_object_errors[PGG_SQLSTATE__COUNT];
+  uint64_t repairs[PGG_REPAIR_RES__COUNT];
+  pgg_histogram repair_duration;
+  uint64_t replays[PGG_REPLAY_RES__COUNT];
+  int64_t client_connections;
+  int64_t server_connections;
+  uint64_t client_connections_total;
+  uint64_t bytes[PGG_DIR__COUNT];
+  pgg_histogram request_duration;
+  int upstream_up;
+  bool drift_known;
+  unsigned drift[PGG_OBJ__COUNT][PGG_DRIFT__COUNT];
+  double drift_check_timestamp;    /* unix seconds of the last successful check */
+  bool schema_loaded;              /* the desired schema is loaded: the guard is on */
+  bool guard_configured;           /* --schema was given */
+} pgg_metrics;
+
+extern pgg_metrics pgg_metrics_g;
+
+void pgg_metrics_init(void);
+/* Index into undefined_object_errors for a guarded SQLSTATE, or -1. */
+int pgg_metrics_sqlstate_index(const char *sqlstate);
+int pgg_metrics_render(const pgg_metrics *m, pgg_buf *out);
+
+#endif

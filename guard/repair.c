@@ -1,0 +1,480 @@
+/*
+ * repair.c — the guard's admin connection: checking the live database against
+ * the desired schema, and running the additive repair plan under the lock.
+ */
+#include "guard.h"
+#include "introspect.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct pgg_admin {
+  pgg_guard_config cfg;   /* a copy; the strings below are its own */
+  char *schema_path, *admin_url, *shadow_url, *object_owner;
+  PGconn *conn;           /* NULL until first use, and after a failure */
+};
+
+/* A repair whose lock was released between its label transaction and its
+ * main one starts over; this bounds how often. */
+#define MAX_ROUNDS 3
+
+static double now_seconds(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static const char *bstr(const pgg_buf *b)
+{
+  return b->len ? (const char *)b->data : "";
+}
+
+static const char *stmt_kind_name(pgg_stmt_kind k)
+{
+  switch (k) {
+  case PGG_STMT_CREATE_SCHEMA: return "CREATE SCHEMA";
+  case PGG_STMT_CREATE_ENUM: return "CREATE TYPE ... AS ENUM";
+  case PGG_STMT_ADD_ENUM_VALUE: return "ALTER TYPE ... ADD VALUE";
+  case PGG_STMT_CREATE_SEQUENCE: return "CREATE SEQUENCE";
+  case PGG_STMT_CREATE_TABLE: return "CREATE TABLE";
+  case PGG_STMT_ADD_COLUMN: return "ALTER TABLE ... ADD COLUMN";
+  case PGG_STMT_CREATE_INDEX: return "CREATE INDEX";
+  case PGG_STMT_ADD_CONSTRAINT: return "ALTER TABLE ... ADD CONSTRAINT";
+  case PGG_STMT__COUNT: break;
+  }
+  return "statement";
+}
+
+/*
+ * Statements that create an object with an owner run as the object owner,
+ * so the application can use what they create (and default privileges set
+ * for that role apply). Statements that change an existing table run as the
+ * admin: that table may belong to someone else (a restore by a superuser
+ * with --no-owner), and columns, constraints and indexes have no owner of
+ * their own (an index takes its table's).
+ */
+static bool runs_as_owner(pgg_stmt_kind k)
+{
+  return k == PGG_STMT_CREATE_SCHEMA || k == PGG_STMT_CREATE_ENUM ||
+         k == PGG_STMT_CREATE_SEQUENCE || k == PGG_STMT_CREATE_TABLE;
+}
+
+static char *dup_or_null(const char *s, bool *failed)
+{
+  if (!s)
+    return NULL;
+  char *d = strdup(s);
+  if (!d)
+    *failed = true;
+  return d;
+}
+
+pgg_admin *pgg_admin_new(const pgg_guard_config *cfg)
+{
+  pgg_admin *a = calloc(1, sizeof *a);
+  if (!a)
+    return NULL;
+  a->cfg = *cfg;
+  bool failed = false;
+  a->cfg.schema_path = a->schema_path = dup_or_null(cfg->schema_path, &failed);
+  a->cfg.admin_url = a->admin_url = dup_or_null(cfg->admin_url, &failed);
+  a->cfg.shadow_url = a->shadow_url = dup_or_null(cfg->shadow_url, &failed);
+  a->cfg.object_owner = a->object_owner = dup_or_null(cfg->object_owner, &failed);
+  if (failed) {
+    pgg_admin_free(a);
+    return NULL;
+  }
+  return a;
+}
+
+void pgg_admin_free(pgg_admin *a)
+{
+  if (!a)
+    return;
+  if (a->conn)
+    PQfinish(a->conn);
+  free(a->schema_path);
+  free(a->admin_url);
+  free(a->shadow_url);
+  free(a->object_owner);
+  free(a);
+}
+
+void pgg_repair_result_free(pgg_repair_result *r)
+{
+  free(r->drift_json);
+  r->drift_json = NULL;
+}
+
+static void drop_conn(pgg_admin *a)
+{
+  if (a->conn)
+    PQfinish(a->conn);
+  a->conn = NULL;
+}
+
+/* An open, idle session, reconnecting when the last one failed. */
+static int ensure_conn(pgg_admin *a, pgg_buf *err)
+{
+  if (a->conn && (PQstatus(a->conn) != CONNECTION_OK ||
+                  PQtransactionStatus(a->conn) != PQTRANS_IDLE))
+    drop_conn(a);
+  if (a->conn)
+    return PGG_OK;
+  a->conn = pgg_pq_connect(a->cfg.admin_url, NULL, err);
+  return a->conn ? PGG_OK : PGG_ERR_UPSTREAM;
+}
+
+/*
+ * Run the first command of a unit of work. A session that PostgreSQL closed
+ * while idle (a restart, a restore) still reads CONNECTION_OK until used;
+ * then it fails once here and gets one fresh connection, so the repair that
+ * a restore makes necessary is not the one that fails on the restore's
+ * broken session.
+ */
+static int first_exec(pgg_admin *a, const char *sql, pgg_buf *err)
+{
+  int rc = ensure_conn(a, err);
+  if (rc)
+    return rc;
+  size_t mark = err->len;
+  rc = pgg_pq_exec(a->conn, sql, err);
+  if (rc != PGG_ERR_UPSTREAM)
+    return rc;
+  err->len = mark;
+  drop_conn(a);
+  if ((rc = ensure_conn(a, err)) != PGG_OK)
+    return rc;
+  return pgg_pq_exec(a->conn, sql, err);
+}
+
+static void rollback(pgg_admin *a)
+{
+  if (!a->conn)
+    return;
+  if (PQtransactionStatus(a->conn) != PQTRANS_IDLE)
+    PQclear(PQexec(a->conn, "ROLLBACK"));
+  if (PQstatus(a->conn) != CONNECTION_OK)
+    drop_conn(a);
+}
+
+static void fail(pgg_repair_result *out, const char *what, const pgg_buf *err)
+{
+  out->outcome = PGG_REPAIR_FAILED;
+  snprintf(out->error, sizeof out->error, "%s%s%s", what, err->len ? ": " : "", bstr(err));
+}
+
+/* Fill the result's drift part from d. */
+static int fill_drift(pgg_repair_result *out, const pgg_drift *d)
+{
+  memcpy(out->counts, d->counts, sizeof out->counts);
+  out->missing_labels = pgg_drift_missing_labels(d);
+  out->drift_known = true;
+  pgg_buf j;
+  pgg_buf_init(&j);
+  int rc = pgg_drift_format_json(d, &j);
+  if (!rc)
+    rc = pgg_buf_append_u8(&j, 0);
+  free(out->drift_json);
+  out->drift_json = NULL;
+  if (!rc)
+    out->drift_json = (char *)j.data;
+  else
+    pgg_buf_free(&j);
+  return rc;
+}
+
+static bool anything_missing(const pgg_drift *d)
+{
+  for (size_t i = 0; i < d->n; i++)
+    if (d->items[i].state == PGG_DRIFT_MISSING)
+      return true;
+  return false;
+}
+
+/* Introspect on the admin connection (in its transaction, if one is open)
+ * and diff against desired. */
+static int read_drift(pgg_admin *a, const pgg_catalog *desired, pgg_catalog *live,
+                      pgg_drift *d, pgg_buf *err)
+{
+  int rc = pgg_introspect(a->conn, live, err);
+  if (rc)
+    return rc;
+  rc = pgg_diff(desired, live, d);
+  if (rc)
+    pgg_buf_printf(err, "out of memory computing the drift");
+  return rc;
+}
+
+int pgg_admin_check(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result *out)
+{
+  memset(out, 0, sizeof *out);
+  double t0 = now_seconds();
+  out->outcome = PGG_REPAIR_NOTHING;
+  pgg_buf err;
+  pgg_buf_init(&err);
+  pgg_catalog live;
+  pgg_catalog_init(&live);
+  pgg_drift d;
+  pgg_drift_init(&d);
+
+  int rc = ensure_conn(a, &err);
+  if (!rc) {
+    rc = read_drift(a, desired, &live, &d, &err);
+    if (rc == PGG_ERR_UPSTREAM) {
+      /* The idle session died (see first_exec): one fresh try. */
+      pgg_buf_reset(&err);
+      drop_conn(a);
+      rc = ensure_conn(a, &err);
+      if (!rc)
+        rc = read_drift(a, desired, &live, &d, &err);
+    }
+  }
+  if (!rc)
+    rc = fill_drift(out, &d);
+  if (rc) {
+    fail(out, "drift check failed", &err);
+    rollback(a);
+  }
+  pgg_drift_free(&d);
+  pgg_catalog_free(&live);
+  pgg_buf_free(&err);
+  out->seconds = now_seconds() - t0;
+  return rc;
+}
+
+/* BEGIN, the session limits, and the advisory lock every sidecar repairs
+ * under. READ COMMITTED matters: each statement after the lock then sees
+ * what a sidecar that held the lock before us committed. Under REPEATABLE
+ * READ the snapshot would date from before the wait, and a second sidecar
+ * would repair again what the first just repaired. */
+static int begin_locked(pgg_admin *a, bool first, pgg_buf *err)
+{
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE;"
+           " SET LOCAL lock_timeout = %d; SET LOCAL statement_timeout = %d",
+           a->cfg.lock_timeout_ms, a->cfg.statement_timeout_ms);
+  int rc = first ? first_exec(a, sql, err) : pgg_pq_exec(a->conn, sql, err);
+  if (rc)
+    return rc;
+  snprintf(sql, sizeof sql, "SELECT pg_catalog.pg_advisory_xact_lock(%lld)",
+           (long long)PGG_ADVISORY_KEY);
+  PGresult *res = PQexec(a->conn, sql);
+  if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
+    PQclear(res);
+    return PGG_OK;
+  }
+  if (strcmp(pgg_pq_sqlstate(res), "55P03") == 0)
+    pgg_buf_printf(err, "another repair held the repair lock longer than lock_timeout "
+                   "(%d ms)", a->cfg.lock_timeout_ms);
+  else
+    pgg_pq_error(err, a->conn, res);
+  PQclear(res);
+  return PQstatus(a->conn) == CONNECTION_OK ? PGG_ERR_BUSY : PGG_ERR_UPSTREAM;
+}
+
+/* The role new objects belong to: --object-owner, or the database's owner. */
+static int owner_role(pgg_admin *a, pgg_buf *role, pgg_buf *err)
+{
+  if (a->cfg.object_owner && *a->cfg.object_owner)
+    return pgg_quote_ident(role, a->cfg.object_owner);
+  PGresult *res = PQexec(a->conn,
+      "SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_catalog.pg_database"
+      " WHERE datname = pg_catalog.current_database()");
+  int rc = PGG_OK;
+  if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+    rc = pgg_quote_ident(role, PQgetvalue(res, 0, 0));
+  } else {
+    pgg_buf_printf(err, "reading the database owner: ");
+    pgg_pq_error(err, a->conn, res);
+    rc = PGG_ERR_DB;
+  }
+  PQclear(res);
+  return rc;
+}
+
+/* Run statements [from, to) of kind `only` (or every kind but ADD_ENUM_VALUE
+ * when only < 0), switching role as runs_as_owner() says. */
+static int run_stmts(pgg_admin *a, const pgg_plan *p, int only, const char *owner,
+                     unsigned *ran, pgg_buf *err)
+{
+  int as_owner = -1;  /* unknown: the first statement sets it */
+  char sql[320];
+  for (size_t i = 0; i < p->n; i++) {
+    const pgg_stmt *s = &p->stmts[i];
+    bool label = s->kind == PGG_STMT_ADD_ENUM_VALUE;
+    if (only >= 0 ? (int)s->kind != only : label)
+      continue;
+    if (owner) {
+      int want = runs_as_owner(s->kind);
+      if (want != as_owner) {
+        snprintf(sql, sizeof sql, "SET LOCAL ROLE %s", want ? owner : "NONE");
+        int rc = pgg_pq_exec(a->conn, sql, err);
+        if (rc) {
+          pgg_buf_printf(err, " (setting the role for %s)", stmt_kind_name(s->kind));
+          return rc;
+        }
+        as_owner = want;
+      }
+    }
+    size_t mark = err->len;
+    int rc = pgg_pq_exec(a->conn, s->sql, err);
+    if (rc) {
+      /* The statement is DDL the planner built from catalog names, never
+       * application data: safe to name in logs. */
+      char msg[256];
+      snprintf(msg, sizeof msg, "%s", bstr(err) + mark);
+      err->len = mark;
+      pgg_buf_printf(err, "%s failed: %s [%s]", stmt_kind_name(s->kind), msg, s->sql);
+      return rc;
+    }
+    (*ran)++;
+  }
+  return PGG_OK;
+}
+
+static bool plan_has(const pgg_plan *p, pgg_stmt_kind k)
+{
+  for (size_t i = 0; i < p->n; i++)
+    if (p->stmts[i].kind == k)
+      return true;
+  return false;
+}
+
+/* Afterwards, outside any transaction: what drift is left. */
+static void reread_drift(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result *out)
+{
+  pgg_buf err;
+  pgg_buf_init(&err);
+  pgg_catalog live;
+  pgg_catalog_init(&live);
+  pgg_drift d;
+  pgg_drift_init(&d);
+  if (read_drift(a, desired, &live, &d, &err) == PGG_OK)
+    fill_drift(out, &d);
+  else
+    rollback(a);
+  pgg_drift_free(&d);
+  pgg_catalog_free(&live);
+  pgg_buf_free(&err);
+}
+
+int pgg_admin_repair(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result *out)
+{
+  memset(out, 0, sizeof *out);
+  double t0 = now_seconds();
+  pgg_buf err, owner;
+  pgg_buf_init(&err);
+  pgg_buf_init(&owner);
+  int rc = PGG_OK;
+  const char *what = "repair failed";
+  bool applied = false;
+
+  for (int round = 0; round < MAX_ROUNDS; round++) {
+    pgg_catalog live;
+    pgg_catalog_init(&live);
+    pgg_drift d;
+    pgg_drift_init(&d);
+    pgg_plan plan;
+    pgg_plan_init(&plan);
+    bool again = false;
+    unsigned ran = 0;
+
+    /* (a) Under the lock, re-read: another sidecar may have repaired while
+     * we waited, and then there is nothing left to do. */
+    rc = begin_locked(a, round == 0, &err);
+    if (rc) {
+      what = "taking the repair lock";
+      goto round_end;
+    }
+    if ((rc = read_drift(a, desired, &live, &d, &err)) != PGG_OK) {
+      what = "reading the live catalog";
+      goto round_end;
+    }
+    if (!anything_missing(&d)) {
+      if ((rc = pgg_pq_exec(a->conn, "COMMIT", &err)) == PGG_OK)
+        rc = fill_drift(out, &d);
+      goto round_end;
+    }
+    /* (b) A NOT NULL column without default can only go onto an empty
+     * table; the planner needs to know which tables have rows. */
+    if ((rc = pgg_introspect_has_rows(a->conn, &d, &live, &err)) != PGG_OK) {
+      what = "checking tables for rows";
+      goto round_end;
+    }
+    /* PGG_ERR_SCHEMA: some missing objects cannot be created additively
+     * (see pgg_plan_build). Everything else is still worth creating: each
+     * statement only adds, and what is left stays reported as drift. */
+    rc = pgg_plan_build(&d, &live, &plan);
+    if (rc == PGG_ERR_SCHEMA)
+      rc = PGG_OK;
+    if (rc) {
+      pgg_buf_printf(&err, "%s", pgg_strerror(rc));
+      what = "planning the repair";
+      goto round_end;
+    }
+    if (plan.n == 0) {
+      /* Missing, but nothing the planner may create additively. */
+      if ((rc = pgg_pq_exec(a->conn, "COMMIT", &err)) == PGG_OK)
+        rc = fill_drift(out, &d);
+      goto round_end;
+    }
+    if ((rc = pgg_pq_exec(a->conn, "SET LOCAL search_path = ''", &err)) != PGG_OK)
+      goto round_end;
+    /* (c) PostgreSQL refuses to use an enum label in the transaction that
+     * added it (55P04): labels are committed on their own, first. The lock
+     * is then released, so the next round re-reads and re-plans. */
+    if (plan_has(&plan, PGG_STMT_ADD_ENUM_VALUE)) {
+      rc = run_stmts(a, &plan, PGG_STMT_ADD_ENUM_VALUE, NULL, &ran, &err);
+      if (!rc)
+        rc = pgg_pq_exec(a->conn, "COMMIT", &err);
+      if (!rc) {
+        out->statements += ran;
+        applied = true;
+        again = true;
+      }
+      goto round_end;
+    }
+    /* (d) Everything else in one transaction, new objects owned by the
+     * application's role. */
+    if ((rc = owner_role(a, &owner, &err)) != PGG_OK)
+      goto round_end;
+    if ((rc = pgg_buf_append_u8(&owner, 0)) != PGG_OK)
+      goto round_end;
+    rc = run_stmts(a, &plan, -1, (const char *)owner.data, &ran, &err);
+    if (!rc)
+      rc = pgg_pq_exec(a->conn, "COMMIT", &err);
+    if (!rc) {
+      out->statements += ran;
+      applied = true;
+    }
+
+  round_end:
+    if (rc)
+      rollback(a);
+    pgg_plan_free(&plan);
+    pgg_drift_free(&d);
+    pgg_catalog_free(&live);
+    pgg_buf_reset(&owner);
+    if (rc || !again)
+      break;
+  }
+
+  if (rc) {
+    /* statements keeps counting what did commit: enum labels from an
+     * earlier round stay, PostgreSQL cannot take them back. */
+    fail(out, what, &err);
+  } else {
+    out->outcome = applied ? PGG_REPAIR_APPLIED : PGG_REPAIR_NOTHING;
+    if (applied)
+      reread_drift(a, desired, out);
+  }
+  pgg_buf_free(&err);
+  pgg_buf_free(&owner);
+  out->seconds = now_seconds() - t0;
+  return rc;
+}

@@ -1,0 +1,178 @@
+/*
+ * admin_http.c — the admin listener: GET /metrics (Prometheus text 0.0.4),
+ * /healthz, /readyz, /drift (JSON). One request per connection, then close.
+ */
+#include "proxy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+
+#define REQ_MAX 8192
+
+typedef struct {
+  uv_tcp_t tcp;
+  char req[REQ_MAX];
+  size_t len;
+  bool answered;
+  pgg_buf resp;
+  uv_write_t wreq;
+} http_conn;
+
+static uv_tcp_t admin;
+static bool admin_on;
+
+static void http_closed(uv_handle_t *h)
+{
+  http_conn *hc = h->data;
+  pgg_buf_free(&hc->resp);
+  free(hc);
+}
+
+static void http_close(http_conn *hc)
+{
+  if (!uv_is_closing((uv_handle_t *)&hc->tcp))
+    uv_close((uv_handle_t *)&hc->tcp, http_closed);
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+  http_close(req->data);
+}
+
+static void respond(http_conn *hc, int code, const char *ctype, const char *body, size_t blen)
+{
+  const char *reason = code == 200 ? "OK" : code == 404 ? "Not Found" :
+                       code == 405 ? "Method Not Allowed" : code == 503 ? "Service Unavailable" :
+                       "Bad Request";
+  hc->answered = true;
+  pgg_buf_printf(&hc->resp,
+                 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                 "Connection: close\r\n\r\n",
+                 code, reason, ctype, blen);
+  pgg_buf_append(&hc->resp, body, blen);
+  uv_buf_t b = uv_buf_init((char *)hc->resp.data, (unsigned)hc->resp.len);
+  hc->wreq.data = hc;
+  if (uv_write(&hc->wreq, (uv_stream_t *)&hc->tcp, &b, 1, on_written))
+    http_close(hc);
+}
+
+static void handle(http_conn *hc)
+{
+  char method[16], path[512];
+  if (sscanf(hc->req, "%15s %511s", method, path) != 2) {
+    respond(hc, 400, "text/plain", "bad request\n", 12);
+    return;
+  }
+  char *q = strchr(path, '?');
+  if (q)
+    *q = 0;
+  if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+    respond(hc, 405, "text/plain", "only GET\n", 9);
+    return;
+  }
+  if (strcmp(path, "/metrics") == 0) {
+    pgg_buf body;
+    pgg_buf_init(&body);
+    pgg_metrics_render(&pgg_metrics_g, &body);
+    respond(hc, 200, "text/plain; version=0.0.4; charset=utf-8", (const char *)body.data, body.len);
+    pgg_buf_free(&body);
+  } else if (strcmp(path, "/healthz") == 0) {
+    respond(hc, 200, "text/plain", "ok\n", 3);
+  } else if (strcmp(path, "/readyz") == 0) {
+    const char *why = NULL;
+    char msg[300];
+    if (pgg_guardian_ready(&why)) {
+      respond(hc, 200, "text/plain", "ready\n", 6);
+    } else {
+      int n = snprintf(msg, sizeof(msg), "not ready: %s\n", why ? why : "starting");
+      respond(hc, 503, "text/plain", msg, (size_t)n);
+    }
+  } else if (strcmp(path, "/drift") == 0) {
+    const char *j = pgg_guardian_drift_json();
+    if (j)
+      respond(hc, 200, "application/json", j, strlen(j));
+    else
+      respond(hc, 503, "application/json", "{\"error\":\"no drift check has completed\"}\n", 41);
+  } else {
+    respond(hc, 404, "text/plain", "not found\n", 10);
+  }
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+  http_conn *hc = h->data;
+  *buf = uv_buf_init(hc->req + hc->len, (unsigned)(REQ_MAX - 1 - hc->len));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+  http_conn *hc = s->data;
+  if (nread < 0) {
+    http_close(hc);
+    return;
+  }
+  hc->len += (size_t)nread;
+  hc->req[hc->len] = 0;
+  if (hc->answered)
+    return;
+  if (strstr(hc->req, "\r\n\r\n") || strstr(hc->req, "\n\n")) {
+    uv_read_stop(s);
+    handle(hc);
+  } else if (hc->len >= REQ_MAX - 1) {
+    uv_read_stop(s);
+    respond(hc, 400, "text/plain", "request too large\n", 18);
+  }
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+  if (status < 0)
+    return;
+  http_conn *hc = calloc(1, sizeof(*hc));
+  if (!hc)
+    return;
+  pgg_buf_init(&hc->resp);
+  uv_tcp_init(pgg_p.loop, &hc->tcp);
+  hc->tcp.data = hc;
+  if (uv_accept(server, (uv_stream_t *)&hc->tcp) || uv_read_start((uv_stream_t *)&hc->tcp, alloc_cb, on_read))
+    http_close(hc);
+}
+
+int pgg_admin_http_start(void)
+{
+  const pgg_hostport *hp = &pgg_p.opt->admin;
+  struct sockaddr_storage addr;
+  if (hp->port == 0)
+    return PGG_OK;
+  int err = pgg_resolve(hp, &addr, true);
+  if (err) {
+    fprintf(stderr, "pgguard: cannot resolve admin address %s:%d: %s\n", hp->host, hp->port,
+            uv_strerror(err));
+    return PGG_ERR_CONFIG;
+  }
+  uv_tcp_init(pgg_p.loop, &admin);
+  err = uv_tcp_bind(&admin, (const struct sockaddr *)&addr, 0);
+  if (!err)
+    err = uv_listen((uv_stream_t *)&admin, 64, on_connection);
+  if (err) {
+    fprintf(stderr, "pgguard: cannot listen on admin address %s:%d: %s\n", hp->host, hp->port,
+            uv_strerror(err));
+    uv_close((uv_handle_t *)&admin, NULL);
+    return PGG_ERR_IO;
+  }
+  admin_on = true;
+  pgg_log(PGG_LOG_INFO, "admin_listening", "addr=%s:%d", hp->host, hp->port);
+  return PGG_OK;
+}
+
+void pgg_admin_http_stop(void)
+{
+  if (admin_on) {
+    admin_on = false;
+    uv_close((uv_handle_t *)&admin, NULL);
+  }
+}

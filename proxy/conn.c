@@ -1,0 +1,921 @@
+/*
+ * conn.c — a client connection paired 1:1 with its server connection: the
+ * startup phase, byte-faithful relaying with backpressure, request-cycle
+ * tracking, and the guard's hold / repair / replay of a failed request.
+ */
+#include "proxy.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cycle.h"
+#include "log.h"
+#include "metrics.h"
+#include "replay.h"
+
+/* One read from a socket; also the granularity of backpressure. */
+#define READ_BUF 32768
+/* Client bytes kept per connection for a possible replay. */
+#define RECORD_MAX (1u << 20)
+
+typedef struct conn conn;
+
+typedef struct {
+  uv_tcp_t tcp;
+  conn *c;
+  bool open;        /* handle initialised and not yet closing */
+  bool reading;
+  bool writing;
+  pgg_buf out;      /* bytes waiting for the socket */
+  pgg_buf flight;   /* bytes handed to uv_write */
+  uv_write_t wreq;
+  uint8_t *rbuf;
+} side;
+
+typedef enum {
+  ST_STARTUP,       /* reading the client's startup packets */
+  ST_CONNECTING,    /* connecting to PostgreSQL */
+  ST_RELAY,         /* authentication and then requests, relayed */
+  ST_CANCEL,        /* relaying one CancelRequest */
+  ST_CLOSING,
+} conn_state;
+
+/* The guard's hold on one failed request cycle (DESIGN.md, "Replay"). */
+typedef struct {
+  bool active;
+  bool got_ready;       /* the failed cycle's ReadyForQuery arrived */
+  bool answered;        /* the repair (or the wait) is over */
+  pgg_repair_outcome outcome;
+  char prior_status;    /* transaction status before the failed cycle */
+  pgg_buf err;          /* the withheld ErrorResponse */
+  pgg_buf ready;        /* the withheld ReadyForQuery */
+  pgg_buf other;        /* asynchronous messages that came meanwhile */
+  pgg_buf replay;       /* the failed cycle's client bytes */
+  pgg_buf resend;       /* set-up cycles to re-send after ROLLBACK */
+  uv_timer_t timer;
+  bool timer_running;
+  pgg_guard_waiter waiter;
+  uint64_t started_ns;
+} hold;
+
+struct conn {
+  uint64_t id;
+  conn *next, *prev;
+  conn_state state;
+  side cl, sv;
+  int closing_handles;
+  bool dead;                /* close_now ran: handles are closing */
+  pgg_buf startup;          /* the client's startup packet being read */
+  pgg_buf early;            /* client bytes that followed it before the server answered */
+  pgg_framer cf, sf;        /* client->server, server->client */
+  pgg_cycles cycles;
+  bool ready_seen;          /* the ReadyForQuery that ends start-up went by */
+  bool guarded;             /* the guard records this connection's requests */
+  pgg_buf rec;              /* client bytes of the cycles in flight */
+  bool rec_overflow;
+  pgg_buf setup;            /* set-up cycles of the current transaction block */
+  bool txn_dirty;           /* something other than set-up ran in this block */
+  unsigned swallow_inflight;
+  hold h;
+  uv_connect_t connect_req;
+  uv_timer_t close_timer;
+  bool close_timer_on;
+};
+
+static conn *conns;
+static size_t nconns;
+
+static void conn_close(conn *c, const char *why);
+static void update_reads(conn *c);
+static void on_server_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void client_bytes(conn *c, const uint8_t *p, size_t n, uint32_t flags);
+
+size_t pgg_conn_count(void)
+{
+  return nconns;
+}
+
+/* ---- output with backpressure ------------------------------------------ */
+
+static size_t queued(const side *s)
+{
+  return s->out.len + s->flight.len;
+}
+
+static void on_write(uv_write_t *req, int status);
+
+static void kick_write(side *s)
+{
+  if (s->writing || !s->out.len || !s->open)
+    return;
+  pgg_buf tmp = s->flight;
+  s->flight = s->out;
+  s->out = tmp;
+  pgg_buf_reset(&s->out);
+  uv_buf_t b = uv_buf_init((char *)s->flight.data, (unsigned)s->flight.len);
+  int err = uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, on_write);
+  if (err) {
+    conn_close(s->c, uv_strerror(err));
+    return;
+  }
+  s->writing = true;
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+  side *s = req->data;
+  conn *c = s->c;
+  s->writing = false;
+  pgg_buf_reset(&s->flight);
+  if (c->dead)
+    return;
+  if (status < 0) {
+    conn_close(c, uv_strerror(status));
+    return;
+  }
+  if (c->state == ST_CLOSING) {
+    if (!queued(&c->cl))
+      conn_close(c, NULL);
+    else
+      kick_write(s);
+    return;
+  }
+  kick_write(s);
+  update_reads(c);
+}
+
+/*
+ * Send to one side: straight to the socket when nothing is queued (the
+ * common case, no copy), else behind what is queued.
+ */
+static void send_bytes(side *s, const uint8_t *p, size_t n)
+{
+  if (!n || !s->open)
+    return;
+  if (!queued(s)) {
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    int r = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+    if (r > 0) {
+      p += r;
+      n -= (size_t)r;
+    } else if (r != UV_EAGAIN && r != UV_ENOSYS) {
+      conn_close(s->c, uv_strerror(r));
+      return;
+    }
+  }
+  if (!n)
+    return;
+  if (pgg_buf_append(&s->out, p, n) != PGG_OK) {
+    conn_close(s->c, "out of memory");
+    return;
+  }
+  kick_write(s);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+  side *s = h->data;
+  if (!s->rbuf)
+    s->rbuf = malloc(READ_BUF);
+  *buf = uv_buf_init((char *)s->rbuf, s->rbuf ? READ_BUF : 0);
+}
+
+static void set_reading(side *s, bool on, uv_read_cb cb)
+{
+  if (!s->open || s->reading == on)
+    return;
+  if (on) {
+    if (uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, cb) == 0)
+      s->reading = true;
+  } else {
+    uv_read_stop((uv_stream_t *)&s->tcp);
+    s->reading = false;
+  }
+}
+
+/*
+ * Read from a side only while the other side's queue is empty: a slow
+ * reader stops the fast writer, so memory per connection stays bounded by
+ * one read buffer and one held message.
+ */
+static void update_reads(conn *c)
+{
+  if (c->state == ST_CLOSING)
+    return;
+  bool client_ok = c->state == ST_STARTUP ||
+                   (c->state == ST_RELAY && !queued(&c->sv) && !c->h.active);
+  set_reading(&c->cl, client_ok, on_client_read);
+  bool server_ok = c->state == ST_RELAY && !queued(&c->cl);
+  set_reading(&c->sv, server_ok, on_server_read);
+}
+
+/* ---- errors the proxy itself sends ------------------------------------- */
+
+static void send_fatal(conn *c, const char *sqlstate, const char *msg, const char *detail)
+{
+  pgg_buf b;
+  pgg_buf_init(&b);
+  if (pgg_build_error(&b, "FATAL", sqlstate, msg, detail, NULL) == PGG_OK)
+    send_bytes(&c->cl, b.data, b.len);
+  pgg_buf_free(&b);
+}
+
+/* ---- life cycle --------------------------------------------------------- */
+
+static void hold_clear(conn *c);
+
+static void free_conn(conn *c)
+{
+  pgg_buf_free(&c->cl.out);
+  pgg_buf_free(&c->cl.flight);
+  pgg_buf_free(&c->sv.out);
+  pgg_buf_free(&c->sv.flight);
+  free(c->cl.rbuf);
+  free(c->sv.rbuf);
+  pgg_buf_free(&c->startup);
+  pgg_buf_free(&c->early);
+  pgg_framer_free(&c->cf);
+  pgg_framer_free(&c->sf);
+  pgg_cycles_free(&c->cycles);
+  pgg_buf_free(&c->rec);
+  pgg_buf_free(&c->setup);
+  pgg_buf_free(&c->h.err);
+  pgg_buf_free(&c->h.ready);
+  pgg_buf_free(&c->h.other);
+  pgg_buf_free(&c->h.replay);
+  pgg_buf_free(&c->h.resend);
+  free(c);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+  conn *c = h->data;
+  if (--c->closing_handles == 0)
+    free_conn(c);
+}
+
+static void close_handle(conn *c, uv_handle_t *h)
+{
+  h->data = c;
+  c->closing_handles++;
+  uv_close(h, on_handle_closed);
+}
+
+static void conn_unlink(conn *c)
+{
+  if (c->prev)
+    c->prev->next = c->next;
+  else if (conns == c)
+    conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  c->next = c->prev = NULL;
+  nconns--;
+}
+
+static void close_now(conn *c)
+{
+  if (c->dead)
+    return;
+  c->dead = true;
+  c->state = ST_CLOSING;
+  if (c->close_timer_on) {
+    uv_timer_stop(&c->close_timer);
+    c->close_timer_on = false;
+  }
+  hold_clear(c);
+  conn_unlink(c);
+  pgg_metrics_g.client_connections--;
+  /* Count one reference per handle; the conn is freed when the last closes. */
+  c->closing_handles = 1;
+  if (c->cl.open) {
+    c->cl.open = false;
+    close_handle(c, (uv_handle_t *)&c->cl.tcp);
+  }
+  if (c->sv.open) {
+    c->sv.open = false;
+    pgg_metrics_g.server_connections--;
+    close_handle(c, (uv_handle_t *)&c->sv.tcp);
+  }
+  close_handle(c, (uv_handle_t *)&c->h.timer);
+  close_handle(c, (uv_handle_t *)&c->close_timer);
+  if (--c->closing_handles == 0)
+    free_conn(c);
+}
+
+static void on_close_timer(uv_timer_t *t)
+{
+  conn *c = t->data;
+  c->close_timer_on = false;
+  close_now(c);
+}
+
+/*
+ * Close the pair. Bytes already queued for the client (a FATAL error we
+ * just built) are flushed first, for at most a second.
+ */
+static void conn_close(conn *c, const char *why)
+{
+  if (c->dead || (c->state == ST_CLOSING && why))
+    return;
+  if (c->state != ST_CLOSING) {
+    if (why)
+      pgg_log(PGG_LOG_INFO, "connection_closed", "conn=%llu reason=%s",
+              (unsigned long long)c->id, pgg_logq(why));
+    c->state = ST_CLOSING;
+    set_reading(&c->cl, false, NULL);
+    set_reading(&c->sv, false, NULL);
+  }
+  if ((c->cl.open && queued(&c->cl)) && !c->close_timer_on) {
+    c->close_timer_on = true;
+    uv_timer_start(&c->close_timer, on_close_timer, 1000, 0);
+    return;
+  }
+  if (c->cl.open && queued(&c->cl))
+    return;
+  close_now(c);
+}
+
+void pgg_conn_close_all(void)
+{
+  while (conns)
+    close_now(conns);
+}
+
+void pgg_conn_close_idle(void)
+{
+  conn *next;
+  for (conn *c = conns; c; c = next) {
+    next = c->next;
+    if (c->state == ST_STARTUP || (c->state == ST_RELAY && c->ready_seen &&
+                                   c->cycles.n == 0 && !c->h.active &&
+                                   pgg_framer_at_boundary(&c->cf) &&
+                                   pgg_framer_at_boundary(&c->sf))) {
+      /* What PostgreSQL itself says when its postmaster is told to stop. */
+      send_fatal(c, "57P01", "terminating connection because pgguard is shutting down", NULL);
+      conn_close(c, "shutdown");
+    }
+  }
+}
+
+void pgg_conn_accept(uv_stream_t *server)
+{
+  conn *c = calloc(1, sizeof(*c));
+  if (!c) {
+    pgg_log(PGG_LOG_ERROR, "accept_failed", "reason=%s", pgg_logq("out of memory"));
+    return;
+  }
+  c->id = ++pgg_p.next_conn_id;
+  c->cl.c = c->sv.c = c;
+  c->cl.wreq.data = &c->cl;
+  c->sv.wreq.data = &c->sv;
+  pgg_buf_init(&c->startup);
+  pgg_framer_init(&c->cf, pgg_p.opt->max_message);
+  pgg_framer_init(&c->sf, pgg_p.opt->max_message);
+  /* The guard reads these whole: errors, transaction status, command tags. */
+  pgg_framer_hold(&c->sf, 'E');
+  pgg_framer_hold(&c->sf, 'Z');
+  pgg_framer_hold(&c->sf, 'C');
+  pgg_cycles_init(&c->cycles);
+  uv_timer_init(pgg_p.loop, &c->h.timer);
+  c->h.timer.data = c;
+  uv_timer_init(pgg_p.loop, &c->close_timer);
+  c->close_timer.data = c;
+  uv_tcp_init(pgg_p.loop, &c->cl.tcp);
+  c->cl.tcp.data = &c->cl;
+  c->cl.open = true;
+  c->next = conns;
+  if (conns)
+    conns->prev = c;
+  conns = c;
+  nconns++;
+  pgg_metrics_g.client_connections++;
+  pgg_metrics_g.client_connections_total++;
+  c->state = ST_STARTUP;
+  c->guarded = pgg_p.opt->guard.schema_path && pgg_p.opt->guard.repair_mode != PGG_REPAIR_MODE_OFF;
+
+  int err = uv_accept(server, (uv_stream_t *)&c->cl.tcp);
+  if (err) {
+    pgg_log(PGG_LOG_WARN, "accept_failed", "reason=%s", pgg_logq(uv_strerror(err)));
+    close_now(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->cl.tcp, 1);
+  pgg_log(PGG_LOG_DEBUG, "connection_accepted", "conn=%llu", (unsigned long long)c->id);
+  if (pgg_p.shutting_down) {
+    send_fatal(c, "57P03", "pgguard is shutting down", NULL);
+    conn_close(c, NULL);
+    return;
+  }
+  update_reads(c);
+}
+
+/* ---- start-up: SSLRequest, CancelRequest, StartupMessage ---------------- */
+
+static void on_server_connect(uv_connect_t *req, int status);
+
+static void connect_upstream(conn *c)
+{
+  uv_tcp_init(pgg_p.loop, &c->sv.tcp);
+  c->sv.tcp.data = &c->sv;
+  c->sv.open = true;
+  pgg_metrics_g.server_connections++;
+  c->connect_req.data = c;
+  int err = uv_tcp_connect(&c->connect_req, &c->sv.tcp,
+                           (const struct sockaddr *)&pgg_p.upstream_addr, on_server_connect);
+  if (err)
+    on_server_connect(&c->connect_req, err);
+}
+
+static void on_server_connect(uv_connect_t *req, int status)
+{
+  conn *c = req->data;
+  if (status == UV_ECANCELED)
+    return;
+  if (c->state == ST_CLOSING)
+    return;
+  if (status < 0) {
+    char msg[600];
+    pgg_metrics_g.upstream_up = 0;
+    snprintf(msg, sizeof(msg), "pgguard could not connect to the upstream server %s:%d: %s",
+             pgg_p.opt->upstream.host, pgg_p.opt->upstream.port, uv_strerror(status));
+    pgg_log(PGG_LOG_WARN, "upstream_connect_failed", "conn=%llu upstream=%s:%d reason=%s",
+            (unsigned long long)c->id, pgg_p.opt->upstream.host, pgg_p.opt->upstream.port,
+            pgg_logq(uv_strerror(status)));
+    if (c->state == ST_CANCEL) {
+      conn_close(c, NULL);
+      return;
+    }
+    send_fatal(c, "08006", msg, NULL);
+    conn_close(c, NULL);
+    return;
+  }
+  pgg_metrics_g.upstream_up = 1;
+  uv_tcp_nodelay(&c->sv.tcp, 1);
+  /* The startup packet goes to PostgreSQL untouched: parameters, protocol
+   * version (3.2 negotiation is the server's to answer) and all. */
+  send_bytes(&c->sv, c->startup.data, c->startup.len);
+  pgg_metrics_g.bytes[PGG_DIR_CLIENT_TO_SERVER] += c->startup.len;
+  pgg_buf_free(&c->startup);
+  if (c->state == ST_CANCEL) {
+    /* PostgreSQL answers a CancelRequest by closing; so do we, once sent. */
+    conn_close(c, NULL);
+    return;
+  }
+  c->state = ST_RELAY;
+  if (c->early.len) {
+    client_bytes(c, c->early.data, c->early.len, 0);
+    pgg_buf_free(&c->early);
+  }
+  update_reads(c);
+}
+
+/* Returns true when the startup phase is over (relaying or closing). */
+static void startup_packet(conn *c)
+{
+  pgg_startup st;
+  int err = pgg_startup_parse(c->startup.data, c->startup.len, &st);
+  if (err) {
+    send_fatal(c, "08P01", "invalid startup packet", pgg_strerror(err));
+    conn_close(c, "invalid startup packet");
+    return;
+  }
+  switch (st.kind) {
+  case PGG_STARTUP_SSL:
+  case PGG_STARTUP_GSSENC:
+    /* Not offered (yet): the client falls back to plaintext or gives up. */
+    pgg_buf_reset(&c->startup);
+    send_bytes(&c->cl, (const uint8_t *)"N", 1);
+    return;
+  case PGG_STARTUP_CANCEL:
+    /* The key is the server's own, relayed untouched in BackendKeyData. */
+    c->state = ST_CANCEL;
+    set_reading(&c->cl, false, NULL);
+    connect_upstream(c);
+    return;
+  case PGG_STARTUP_MESSAGE:
+    c->state = ST_CONNECTING;
+    set_reading(&c->cl, false, NULL);
+    connect_upstream(c);
+    return;
+  }
+}
+
+static void startup_bytes(conn *c, const uint8_t *p, size_t n)
+{
+  while (n && c->state == ST_STARTUP) {
+    uint32_t len = 0;
+    size_t have = c->startup.len;
+    /* Take at most the header, then at most the rest of this packet. */
+    if (have < 4) {
+      size_t take = n < 4 - have ? n : 4 - have;
+      pgg_buf_append(&c->startup, p, take);
+      p += take;
+      n -= take;
+      if (c->startup.len < 4)
+        return;
+    }
+    int r = pgg_startup_length(c->startup.data, c->startup.len, &len);
+    if (r < 0) {
+      send_fatal(c, "08P01", r == PGG_ERR_TOO_BIG ? "startup packet too large" : "invalid length of startup packet",
+                 NULL);
+      conn_close(c, "invalid startup packet length");
+      return;
+    }
+    size_t need = len - c->startup.len;
+    size_t take = n < need ? n : need;
+    if (pgg_buf_append(&c->startup, p, take) != PGG_OK) {
+      conn_close(c, "out of memory");
+      return;
+    }
+    p += take;
+    n -= take;
+    if (c->startup.len == len)
+      startup_packet(c);
+  }
+  if (n && c->state != ST_CLOSING) {
+    /* Bytes after a StartupMessage before the server answered: a client
+     * that does not wait. PostgreSQL would read them next; so will we, as
+     * the start of the relayed stream, once connected. */
+    if (c->early.len + n > PGG_MAX_STARTUP_PACKET || pgg_buf_append(&c->early, p, n) != PGG_OK)
+      conn_close(c, "too many bytes before the server answered");
+  }
+}
+
+/* ---- client -> server ---------------------------------------------------- */
+
+/*
+ * Relay client bytes to the server, tracking request cycles and recording
+ * the bytes of the cycles in flight (for a replay). Also the path by which
+ * pgguard injects its own requests (ROLLBACK, re-sent set-up, replays), so
+ * that injected cycles are tracked exactly like the client's.
+ */
+static void client_bytes(conn *c, const uint8_t *p, size_t n, uint32_t flags)
+{
+  size_t pos = 0;
+  uint64_t now = 0;
+
+  c->cycles.next_flags = flags;
+  if (c->guarded && !c->rec_overflow) {
+    if (c->rec.len + n > RECORD_MAX) {
+      c->rec_overflow = true;
+      pgg_buf_reset(&c->rec);
+    } else if (pgg_buf_append(&c->rec, p, n) != PGG_OK) {
+      c->rec_overflow = true;
+      pgg_buf_reset(&c->rec);
+    }
+  }
+  while (pos < n) {
+    size_t used = 0;
+    pgg_msg m;
+    int r = pgg_framer_next(&c->cf, p + pos, n - pos, &used, &m);
+    if (r < 0) {
+      send_bytes(&c->sv, p, pos);
+      send_fatal(c, "08P01",
+                 r == PGG_ERR_TOO_BIG ? "message too large" : "invalid message length",
+                 "pgguard closed the connection: the client sent bytes that break the protocol.");
+      conn_close(c, r == PGG_ERR_TOO_BIG ? "client message too large" : "client protocol error");
+      return;
+    }
+    pos += used;
+    if (r == PGG_FRAME_MSG) {
+      if (!now)
+        now = uv_hrtime();
+      if (pgg_cycles_client(&c->cycles, m.type, (size_t)m.len + 1, now) != PGG_OK) {
+        conn_close(c, "out of memory");
+        return;
+      }
+    }
+  }
+  c->cycles.next_flags = 0;
+  send_bytes(&c->sv, p, n);
+  pgg_metrics_g.bytes[PGG_DIR_CLIENT_TO_SERVER] += n;
+}
+
+static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+  conn *c = ((side *)s->data)->c;
+  if (nread < 0) {
+    conn_close(c, nread == UV_EOF ? NULL : uv_strerror((int)nread));
+    return;
+  }
+  if (c->state == ST_STARTUP)
+    startup_bytes(c, (const uint8_t *)buf->base, (size_t)nread);
+  else if (c->state == ST_RELAY)
+    client_bytes(c, (const uint8_t *)buf->base, (size_t)nread, 0);
+  if (c->state != ST_CLOSING)
+    update_reads(c);
+}
+
+/* ---- the guard's hold, repair and replay --------------------------------- */
+
+static void hold_set_all(conn *c, bool on)
+{
+  /* While holding or swallowing, every server message is framed whole so it
+   * can be withheld or dropped as a unit. */
+  for (int t = 0; t < 256; t++)
+    c->sf.hold[t] = on;
+  if (!on) {
+    pgg_framer_hold(&c->sf, 'E');
+    pgg_framer_hold(&c->sf, 'Z');
+    pgg_framer_hold(&c->sf, 'C');
+  }
+}
+
+static void hold_clear(conn *c)
+{
+  hold *h = &c->h;
+  if (h->waiter.queued)
+    pgg_guardian_cancel(&h->waiter);
+  if (h->timer_running) {
+    uv_timer_stop(&h->timer);
+    h->timer_running = false;
+  }
+  h->active = false;
+  pgg_buf_reset(&h->err);
+  pgg_buf_reset(&h->ready);
+  pgg_buf_reset(&h->other);
+  pgg_buf_reset(&h->replay);
+  pgg_buf_reset(&h->resend);
+}
+
+static void inject(conn *c, const pgg_buf *b, uint32_t flags)
+{
+  size_t before = c->cycles.n;
+  client_bytes(c, b->data, b->len, flags);
+  if (flags & PGG_CYCLE_SWALLOW)
+    c->swallow_inflight += (unsigned)(c->cycles.n - before);
+}
+
+static void hold_finish(conn *c)
+{
+  hold *h = &c->h;
+  if (!h->active || !h->got_ready || !h->answered)
+    return;
+  bool replay = h->prior_status != 'I' ||
+                h->outcome == PGG_REPAIR_APPLIED || h->outcome == PGG_REPAIR_NOTHING;
+  pgg_log(PGG_LOG_INFO, replay ? "replay" : "replay_skipped",
+          "conn=%llu outcome=%d prior_status=%c wait_ms=%.1f", (unsigned long long)c->id,
+          (int)h->outcome, h->prior_status, (double)(uv_hrtime() - h->started_ns) / 1e6);
+  if (replay) {
+    send_bytes(&c->cl, h->other.data, h->other.len);
+    /* In a block, ROLLBACK went out when the error came; re-create the
+     * client's transaction exactly as it had set it up. */
+    if (h->prior_status != 'I' && h->resend.len)
+      inject(c, &h->resend, PGG_CYCLE_SWALLOW);
+    inject(c, &h->replay, PGG_CYCLE_REPLAY);
+  } else {
+    pgg_metrics_g.replays[PGG_REPLAY_RES_SKIPPED]++;
+    send_bytes(&c->cl, h->other.data, h->other.len);
+    send_bytes(&c->cl, h->err.data, h->err.len);
+    send_bytes(&c->cl, h->ready.data, h->ready.len);
+  }
+  hold_clear(c);
+  hold_set_all(c, c->swallow_inflight > 0);
+  update_reads(c);
+}
+
+static void on_hold_answer(pgg_guard_waiter *w, pgg_repair_outcome outcome)
+{
+  conn *c = (conn *)((char *)w - offsetof(conn, h.waiter));
+  c->h.answered = true;
+  c->h.outcome = outcome;
+  if (c->h.timer_running) {
+    uv_timer_stop(&c->h.timer);
+    c->h.timer_running = false;
+  }
+  hold_finish(c);
+}
+
+static void on_hold_timeout(uv_timer_t *t)
+{
+  conn *c = t->data;
+  c->h.timer_running = false;
+  pgg_log(PGG_LOG_WARN, "repair_wait_expired", "conn=%llu", (unsigned long long)c->id);
+  if (c->h.waiter.queued)
+    pgg_guardian_cancel(&c->h.waiter);
+  c->h.answered = true;
+  c->h.outcome = PGG_REPAIR_FAILED;
+  hold_finish(c);
+}
+
+/* Start holding the error of the only cycle in flight. */
+static void hold_start(conn *c, const pgg_msg *m)
+{
+  hold *h = &c->h;
+  static const char rollback[] = "ROLLBACK";
+
+  h->active = true;
+  h->got_ready = false;
+  h->answered = false;
+  h->prior_status = c->cycles.tx_status;
+  h->started_ns = uv_hrtime();
+  pgg_buf_append(&h->err, m->raw, m->raw_len);
+  pgg_buf_append(&h->replay, c->rec.data, c->rec.len);
+  hold_set_all(c, true);
+  if (h->prior_status != 'I') {
+    /* Roll back now, before the repair: the failed statement may hold locks
+     * (on the tables it did find) that the repair's ALTER TABLE would wait
+     * on. The client's set-up is re-sent after the repair. */
+    pgg_buf_append(&h->resend, c->setup.data, c->setup.len);
+    pgg_buf q;
+    pgg_buf_init(&q);
+    pgg_build_query(&q, rollback);
+    inject(c, &q, PGG_CYCLE_SWALLOW);
+    pgg_buf_free(&q);
+  }
+  h->waiter.cb = on_hold_answer;
+  switch (pgg_guardian_request(&h->waiter)) {
+  case PGG_ASK_WAIT:
+    h->timer_running = true;
+    uv_timer_start(&h->timer, on_hold_timeout,
+                   (uint64_t)(pgg_p.opt->guard.repair_wait * 1000.0), 0);
+    break;
+  default:
+    h->answered = true;
+    h->outcome = PGG_REPAIR_FAILED;
+    break;
+  }
+  update_reads(c);
+}
+
+/* ---- server -> client ---------------------------------------------------- */
+
+/* Bookkeeping when a cycle ends; returns whether its responses are dropped. */
+static void cycle_done(conn *c, const pgg_cycle *done, char status)
+{
+  if (done->flags & PGG_CYCLE_SWALLOW) {
+    if (c->swallow_inflight)
+      c->swallow_inflight--;
+    if (done->failed)
+      pgg_log(PGG_LOG_WARN, "resend_failed", "conn=%llu", (unsigned long long)c->id);
+  } else {
+    pgg_histogram_observe(&pgg_metrics_g.request_duration,
+                          (double)(uv_hrtime() - done->start_ns) / 1e9);
+  }
+  if (done->flags & PGG_CYCLE_REPLAY)
+    pgg_metrics_g.replays[done->failed ? PGG_REPLAY_RES_FAILED : PGG_REPLAY_RES_SUCCEEDED]++;
+  if (!c->guarded)
+    return;
+  /* Transaction set-up: what may be re-sent after a ROLLBACK. */
+  if (status == 'I') {
+    pgg_buf_reset(&c->setup);
+    c->txn_dirty = false;
+  } else if (status == 'T' && !c->txn_dirty && pgg_cycle_is_setup(done) && !c->rec_overflow) {
+    pgg_buf_append(&c->setup, c->rec.data, done->bytes);
+  } else if (done->setup_tags || done->other_tags || done->rows || done->copy ||
+             done->failed) {
+    c->txn_dirty = true;
+    pgg_buf_reset(&c->setup);
+  }
+  if (c->rec_overflow) {
+    if (c->cycles.n == 0 && pgg_framer_at_boundary(&c->cf)) {
+      c->rec_overflow = false;
+      pgg_buf_reset(&c->rec);
+    }
+  } else {
+    pgg_buf_consume(&c->rec, done->bytes <= c->rec.len ? done->bytes : c->rec.len);
+  }
+}
+
+/* What to do with one whole server message. */
+enum { FORWARD, DROP };
+
+static int server_msg(conn *c, const pgg_msg *m)
+{
+  pgg_cycle *head = pgg_cycles_head(&c->cycles);
+  bool swallow = head && (head->flags & PGG_CYCLE_SWALLOW);
+  hold *h = &c->h;
+
+  if (m->type == 'Z') {
+    char status = 'I';
+    pgg_cycle done;
+    if (m->body && pgg_parse_ready_for_query(m->body, m->body_len, &status) != PGG_OK)
+      return FORWARD;
+    c->ready_seen = true;
+    bool popped = pgg_cycles_ready(&c->cycles, status, &done);
+    if (popped)
+      cycle_done(c, &done, status);
+    if (h->active && !h->got_ready && !swallow) {
+      h->got_ready = true;
+      pgg_buf_append(&h->ready, m->raw, m->raw_len);
+      hold_finish(c);
+      return DROP;
+    }
+    if (!c->h.active && !c->swallow_inflight)
+      hold_set_all(c, false);
+    return swallow ? DROP : FORWARD;
+  }
+
+  const char *tag = NULL;
+  if (m->type == 'C' && m->body)
+    pgg_parse_command_complete(m->body, m->body_len, &tag);
+
+  if (m->type == 'E' && m->body && !swallow && !(h->active && !h->got_ready)) {
+    pgg_error_fields ef;
+    if (pgg_parse_error(m->body, m->body_len, &ef) == PGG_OK) {
+      const char *sqlstate = pgg_error_sqlstate(&ef);
+      int idx = pgg_metrics_sqlstate_index(sqlstate);
+      bool labels = pgg_guardian_missing_labels();
+      if (idx >= 0 && pgg_guarded_sqlstate(sqlstate, labels)) {
+        pgg_metrics_g.undefined_object_errors[idx]++;
+        const char *why = NULL;
+        pgg_replay_input in = {
+          .sqlstate = sqlstate,
+          .missing_labels = labels,
+          .cycle = head,
+          .in_flight = c->cycles.n,
+          .tx_status = c->cycles.tx_status,
+          .txn_setup_only = !c->txn_dirty,
+          .recorded = !c->rec_overflow && head && c->rec.len == head->bytes &&
+                      pgg_framer_at_boundary(&c->cf),
+        };
+        pgg_guard_decision d = c->guarded && pgg_guardian_active() ? pgg_replay_decide(&in, &why)
+                                                                   : PGG_GUARD_PASS;
+        pgg_log(PGG_LOG_INFO, "guarded_error", "conn=%llu sqlstate=%s decision=%s%s%s",
+                (unsigned long long)c->id, sqlstate,
+                d == PGG_GUARD_REPLAY ? "replay" : d == PGG_GUARD_REPAIR_ONLY ? "repair_only" : "pass",
+                why ? " why=" : "", why ? pgg_logq(why) : "");
+        if (d == PGG_GUARD_REPLAY && m->raw) {
+          pgg_cycles_server(&c->cycles, m->type, NULL);
+          hold_start(c, m);
+          return DROP;
+        }
+        if (d == PGG_GUARD_REPAIR_ONLY) {
+          /* Not replayable; the error goes through at once (the client's
+           * transaction may hold locks the repair needs), and the repair
+           * runs so that the client's retry finds the objects. */
+          if (!(head && (head->flags & PGG_CYCLE_REPLAY)))
+            pgg_metrics_g.replays[PGG_REPLAY_RES_SKIPPED]++;
+          pgg_guardian_request(NULL);
+        }
+      }
+    }
+  }
+  pgg_cycles_server(&c->cycles, m->type, tag);
+
+  if (h->active && !h->got_ready && !swallow) {
+    /* Between the withheld error and its ReadyForQuery: asynchronous
+     * messages only (NOTICE, NOTIFY, ParameterStatus). */
+    if (m->raw)
+      pgg_buf_append(&h->other, m->raw, m->raw_len);
+    return DROP;
+  }
+  return swallow ? DROP : FORWARD;
+}
+
+static void on_server_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+  conn *c = ((side *)s->data)->c;
+  if (nread < 0) {
+    if (nread != UV_EOF)
+      pgg_log(PGG_LOG_INFO, "server_read_failed", "conn=%llu reason=%s",
+              (unsigned long long)c->id, pgg_logq(uv_strerror((int)nread)));
+    conn_close(c, NULL);
+    return;
+  }
+  const uint8_t *p = (const uint8_t *)buf->base;
+  size_t n = (size_t)nread, pos = 0, fwd = 0;
+  pgg_metrics_g.bytes[PGG_DIR_SERVER_TO_CLIENT] += n;
+
+  while (pos < n && c->state == ST_RELAY) {
+    size_t before = pos, used = 0;
+    pgg_msg m;
+    int r = pgg_framer_next(&c->sf, p + pos, n - pos, &used, &m);
+    if (r < 0) {
+      send_bytes(&c->cl, p + fwd, before - fwd);
+      send_fatal(c, "08P01", "invalid message from the server",
+                 "pgguard closed the connection: PostgreSQL sent bytes pgguard could not frame.");
+      conn_close(c, "server protocol error");
+      return;
+    }
+    pos += used;
+    if (r == PGG_FRAME_MORE) {
+      if (pgg_framer_holding(&c->sf)) {
+        send_bytes(&c->cl, p + fwd, before - fwd);
+        fwd = pos;
+      }
+      break;
+    }
+    int action = FORWARD;
+    if (m.raw || m.type == 'Z' || m.type == 'E' || m.type == 'C')
+      action = server_msg(c, &m);
+    else
+      pgg_cycles_server(&c->cycles, m.type, NULL);
+    if (m.buffered) {
+      send_bytes(&c->cl, p + fwd, before - fwd);
+      fwd = pos;
+      if (action == FORWARD)
+        send_bytes(&c->cl, m.raw, m.raw_len);
+    } else if (action == DROP) {
+      send_bytes(&c->cl, p + fwd, pos - m.raw_len - fwd);
+      fwd = pos;
+    }
+  }
+  if (c->state == ST_RELAY || c->state == ST_CLOSING)
+    send_bytes(&c->cl, p + fwd, pos - fwd);
+  if (c->state != ST_CLOSING)
+    update_reads(c);
+}

@@ -1,0 +1,308 @@
+/*
+ * options.c — command line and environment: every setting from a flag or
+ * its PGGUARD_* variable (flag wins), validated before anything starts.
+ */
+#include "proxy.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+enum {
+  OPT_LISTEN = 256, OPT_UPSTREAM, OPT_ADMIN_LISTEN, OPT_MAX_MESSAGE, OPT_SHUTDOWN_TIMEOUT,
+  OPT_LOG_LEVEL, OPT_SCHEMA, OPT_ADMIN_URL, OPT_SHADOW_URL, OPT_OBJECT_OWNER, OPT_REPAIR,
+  OPT_REPAIR_WAIT, OPT_DRIFT_INTERVAL, OPT_REPAIR_COOLDOWN, OPT_LOCK_TIMEOUT,
+  OPT_STATEMENT_TIMEOUT, OPT_STRICT, OPT_JSON, OPT_HELP, OPT_VERSION,
+};
+
+static const struct option longopts[] = {
+  {"listen", required_argument, NULL, OPT_LISTEN},
+  {"upstream", required_argument, NULL, OPT_UPSTREAM},
+  {"admin-listen", required_argument, NULL, OPT_ADMIN_LISTEN},
+  {"max-message-size", required_argument, NULL, OPT_MAX_MESSAGE},
+  {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT},
+  {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+  {"schema", required_argument, NULL, OPT_SCHEMA},
+  {"admin-url", required_argument, NULL, OPT_ADMIN_URL},
+  {"shadow-url", required_argument, NULL, OPT_SHADOW_URL},
+  {"object-owner", required_argument, NULL, OPT_OBJECT_OWNER},
+  {"repair", required_argument, NULL, OPT_REPAIR},
+  {"repair-wait", required_argument, NULL, OPT_REPAIR_WAIT},
+  {"drift-interval", required_argument, NULL, OPT_DRIFT_INTERVAL},
+  {"repair-cooldown", required_argument, NULL, OPT_REPAIR_COOLDOWN},
+  {"lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT},
+  {"statement-timeout", required_argument, NULL, OPT_STATEMENT_TIMEOUT},
+  {"strict", no_argument, NULL, OPT_STRICT},
+  {"json", no_argument, NULL, OPT_JSON},
+  {"help", no_argument, NULL, OPT_HELP},
+  {"version", no_argument, NULL, OPT_VERSION},
+  {NULL, 0, NULL, 0},
+};
+
+/* The environment variable each flag may also come from. */
+static const struct { int opt; const char *env; } envs[] = {
+  {OPT_LISTEN, "PGGUARD_LISTEN"},
+  {OPT_UPSTREAM, "PGGUARD_UPSTREAM"},
+  {OPT_ADMIN_LISTEN, "PGGUARD_ADMIN_LISTEN"},
+  {OPT_MAX_MESSAGE, "PGGUARD_MAX_MESSAGE_SIZE"},
+  {OPT_SHUTDOWN_TIMEOUT, "PGGUARD_SHUTDOWN_TIMEOUT"},
+  {OPT_LOG_LEVEL, "PGGUARD_LOG_LEVEL"},
+  {OPT_SCHEMA, "PGGUARD_SCHEMA"},
+  {OPT_ADMIN_URL, "PGGUARD_ADMIN_URL"},
+  {OPT_SHADOW_URL, "PGGUARD_SHADOW_URL"},
+  {OPT_OBJECT_OWNER, "PGGUARD_OBJECT_OWNER"},
+  {OPT_REPAIR, "PGGUARD_REPAIR"},
+  {OPT_REPAIR_WAIT, "PGGUARD_REPAIR_WAIT"},
+  {OPT_DRIFT_INTERVAL, "PGGUARD_DRIFT_INTERVAL"},
+  {OPT_REPAIR_COOLDOWN, "PGGUARD_REPAIR_COOLDOWN"},
+  {OPT_LOCK_TIMEOUT, "PGGUARD_LOCK_TIMEOUT"},
+  {OPT_STATEMENT_TIMEOUT, "PGGUARD_STATEMENT_TIMEOUT"},
+};
+
+void pgg_options_usage(FILE *f)
+{
+  fputs(
+    "Usage: pgguard [run] [OPTIONS]     proxy PostgreSQL, guarding the schema\n"
+    "       pgguard check [OPTIONS]     print the drift; exit 1 if objects are missing\n"
+    "       pgguard plan [OPTIONS]      print the additive repair plan, run nothing\n"
+    "\n"
+    "Proxy:\n"
+    "  --listen HOST:PORT           where applications connect (127.0.0.1:6432)\n"
+    "  --upstream HOST:PORT         the PostgreSQL server (127.0.0.1:5432)\n"
+    "  --admin-listen HOST:PORT     /metrics /healthz /readyz /drift (127.0.0.1:9930; port 0: off)\n"
+    "  --max-message-size BYTES     largest protocol message accepted (1073741824)\n"
+    "  --shutdown-timeout SECONDS   grace period on SIGTERM/SIGINT (30)\n"
+    "  --log-level LEVEL            debug, info, warn, error (info)\n"
+    "\n"
+    "Schema guard (off unless --schema is given):\n"
+    "  --schema PATH                desired schema: a .sql file or a folder of them\n"
+    "  --admin-url URL              libpq URL of a role that may create objects in the database\n"
+    "  --shadow-url URL             database to load the schema into (default: one pgguard creates)\n"
+    "  --object-owner ROLE          owner of repaired objects (default: the database owner)\n"
+    "  --repair MODE                on-error (default), eager, off\n"
+    "  --repair-wait SECONDS        how long a failed request waits for its repair (5)\n"
+    "  --drift-interval SECONDS     how often the drift is checked (30)\n"
+    "  --repair-cooldown SECONDS    pause after a failed repair (30)\n"
+    "  --lock-timeout MS            lock_timeout of the repair (2000)\n"
+    "  --statement-timeout MS       statement_timeout of the repair (30000)\n"
+    "  --strict                     refuse to start if the schema does not load\n"
+    "  --json                       check: print JSON\n"
+    "\n"
+    "Every option can also be set as PGGUARD_<NAME> (e.g. PGGUARD_UPSTREAM); a flag wins.\n",
+    f);
+}
+
+int pgg_hostport_parse(const char *s, pgg_hostport *out)
+{
+  const char *colon;
+  const char *host = s;
+  size_t hlen;
+
+  if (s[0] == '[') {
+    const char *end = strchr(s, ']');
+    if (!end || end[1] != ':')
+      return PGG_ERR_CONFIG;
+    host = s + 1;
+    hlen = (size_t)(end - host);
+    colon = end + 1;
+  } else {
+    colon = strrchr(s, ':');
+    if (!colon)
+      return PGG_ERR_CONFIG;
+    hlen = (size_t)(colon - s);
+  }
+  if (hlen == 0 || hlen >= sizeof(out->host))
+    return PGG_ERR_CONFIG;
+  char *end;
+  errno = 0;
+  long port = strtol(colon + 1, &end, 10);
+  if (errno || *end || end == colon + 1 || port < 0 || port > 65535)
+    return PGG_ERR_CONFIG;
+  memcpy(out->host, host, hlen);
+  out->host[hlen] = 0;
+  out->port = (int)port;
+  return PGG_OK;
+}
+
+static int bad(const char *name, const char *value, const char *why)
+{
+  fprintf(stderr, "pgguard: invalid value for %s: \"%s\" (%s)\n", name, value, why);
+  return PGG_ERR_CONFIG;
+}
+
+static int parse_double(const char *name, const char *v, double min, double *out)
+{
+  char *end;
+  errno = 0;
+  double d = strtod(v, &end);
+  if (errno || *end || end == v || d < min)
+    return bad(name, v, "expected a number");
+  *out = d;
+  return PGG_OK;
+}
+
+static int parse_int(const char *name, const char *v, long min, long max, long *out)
+{
+  char *end;
+  errno = 0;
+  long l = strtol(v, &end, 10);
+  if (errno || *end || end == v || l < min || l > max)
+    return bad(name, v, "expected a whole number in range");
+  *out = l;
+  return PGG_OK;
+}
+
+static int apply(pgg_options *o, int opt, const char *name, const char *v)
+{
+  long l;
+  int err = PGG_OK;
+  switch (opt) {
+  case OPT_LISTEN:
+    return pgg_hostport_parse(v, &o->listen) ? bad(name, v, "expected HOST:PORT") : PGG_OK;
+  case OPT_UPSTREAM:
+    return pgg_hostport_parse(v, &o->upstream) ? bad(name, v, "expected HOST:PORT") : PGG_OK;
+  case OPT_ADMIN_LISTEN:
+    return pgg_hostport_parse(v, &o->admin) ? bad(name, v, "expected HOST:PORT") : PGG_OK;
+  case OPT_MAX_MESSAGE:
+    if ((err = parse_int(name, v, 64, 1L << 30, &l)))
+      return err;
+    o->max_message = (size_t)l;
+    return PGG_OK;
+  case OPT_SHUTDOWN_TIMEOUT:
+    return parse_double(name, v, 0, &o->shutdown_timeout);
+  case OPT_LOG_LEVEL:
+    if (pgg_log_level_parse(v) < 0)
+      return bad(name, v, "expected debug, info, warn or error");
+    pgg_log_level = pgg_log_level_parse(v);
+    return PGG_OK;
+  case OPT_SCHEMA:
+    o->guard.schema_path = v;
+    return PGG_OK;
+  case OPT_ADMIN_URL:
+    o->guard.admin_url = v;
+    return PGG_OK;
+  case OPT_SHADOW_URL:
+    o->guard.shadow_url = v;
+    return PGG_OK;
+  case OPT_OBJECT_OWNER:
+    o->guard.object_owner = v;
+    return PGG_OK;
+  case OPT_REPAIR:
+    if (strcmp(v, "on-error") == 0)
+      o->guard.repair_mode = PGG_REPAIR_MODE_ON_ERROR;
+    else if (strcmp(v, "eager") == 0)
+      o->guard.repair_mode = PGG_REPAIR_MODE_EAGER;
+    else if (strcmp(v, "off") == 0)
+      o->guard.repair_mode = PGG_REPAIR_MODE_OFF;
+    else
+      return bad(name, v, "expected on-error, eager or off");
+    return PGG_OK;
+  case OPT_REPAIR_WAIT:
+    return parse_double(name, v, 0, &o->guard.repair_wait);
+  case OPT_DRIFT_INTERVAL:
+    if ((err = parse_double(name, v, 0.1, &o->guard.drift_interval)))
+      return err;
+    return PGG_OK;
+  case OPT_REPAIR_COOLDOWN:
+    return parse_double(name, v, 0, &o->guard.cooldown);
+  case OPT_LOCK_TIMEOUT:
+    if ((err = parse_int(name, v, 1, 3600000, &l)))
+      return err;
+    o->guard.lock_timeout_ms = (int)l;
+    return PGG_OK;
+  case OPT_STATEMENT_TIMEOUT:
+    if ((err = parse_int(name, v, 1, 86400000, &l)))
+      return err;
+    o->guard.statement_timeout_ms = (int)l;
+    return PGG_OK;
+  }
+  return PGG_OK;
+}
+
+int pgg_options_parse(pgg_options *o, int argc, char **argv)
+{
+  memset(o, 0, sizeof(*o));
+  o->command = "run";
+  snprintf(o->listen.host, sizeof(o->listen.host), "127.0.0.1");
+  o->listen.port = 6432;
+  snprintf(o->upstream.host, sizeof(o->upstream.host), "127.0.0.1");
+  o->upstream.port = 5432;
+  snprintf(o->admin.host, sizeof(o->admin.host), "127.0.0.1");
+  o->admin.port = 9930;
+  o->max_message = PGG_DEFAULT_MAX_MESSAGE;
+  o->shutdown_timeout = 30;
+  pgg_guard_config_defaults(&o->guard);
+
+  int first = 1;
+  if (argc > 1 && argv[1][0] != '-') {
+    if (strcmp(argv[1], "run") && strcmp(argv[1], "check") && strcmp(argv[1], "plan")) {
+      fprintf(stderr, "pgguard: unknown command \"%s\" (expected run, check or plan; see --help)\n", argv[1]);
+      return PGG_ERR_CONFIG;
+    }
+    o->command = argv[1];
+    first = 2;
+  }
+
+  /* The environment first, so that flags override it. */
+  for (size_t i = 0; i < sizeof(envs) / sizeof(envs[0]); i++) {
+    const char *v = getenv(envs[i].env);
+    if (v && *v && apply(o, envs[i].opt, envs[i].env, v))
+      return PGG_ERR_CONFIG;
+  }
+
+  optind = first;
+  opterr = 0;
+  int opt, idx;
+  while ((opt = getopt_long(argc, argv, ":h", longopts, &idx)) != -1) {
+    if (opt == '?') {
+      fprintf(stderr, "pgguard: unknown option \"%s\" (see pgguard --help)\n", argv[optind - 1]);
+      return PGG_ERR_CONFIG;
+    }
+    if (opt == ':') {
+      fprintf(stderr, "pgguard: option \"%s\" needs a value (see pgguard --help)\n", argv[optind - 1]);
+      return PGG_ERR_CONFIG;
+    }
+    if (opt == 'h' || opt == OPT_HELP) {
+      o->command = "help";
+      return PGG_OK;
+    }
+    if (opt == OPT_VERSION) {
+      o->command = "version";
+      return PGG_OK;
+    }
+    if (opt == OPT_STRICT) {
+      o->guard.strict = true;
+      continue;
+    }
+    if (opt == OPT_JSON) {
+      o->json = true;
+      continue;
+    }
+    char name[64];
+    snprintf(name, sizeof(name), "--%s", longopts[idx].name);
+    if (apply(o, opt, name, optarg))
+      return PGG_ERR_CONFIG;
+  }
+  if (optind < argc) {
+    fprintf(stderr, "pgguard: unexpected argument \"%s\" (see pgguard --help)\n", argv[optind]);
+    return PGG_ERR_CONFIG;
+  }
+  bool needs_schema = strcmp(o->command, "run") != 0;
+  if (needs_schema && !o->guard.schema_path) {
+    fprintf(stderr, "pgguard %s: --schema is required\n", o->command);
+    return PGG_ERR_CONFIG;
+  }
+  if (o->guard.schema_path && !o->guard.admin_url) {
+    fprintf(stderr, "pgguard: --schema needs --admin-url (or PGGUARD_ADMIN_URL): the role pgguard uses to read and repair the schema\n");
+    return PGG_ERR_CONFIG;
+  }
+  if (strcmp(o->command, "run") == 0 && o->listen.port == 0) {
+    fprintf(stderr, "pgguard: --listen needs a port other than 0\n");
+    return PGG_ERR_CONFIG;
+  }
+  return PGG_OK;
+}

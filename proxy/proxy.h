@@ -1,0 +1,89 @@
+/*
+ * proxy.h — the proxy's settings and the pieces proxy/ files share: the
+ * listener, connection pairs, the guard's event-loop side, the admin HTTP
+ * listener.
+ */
+#ifndef PGG_PROXY_H
+#define PGG_PROXY_H
+
+#include <uv.h>
+
+#include "guard.h"
+#include "protocol.h"
+
+typedef struct {
+  char host[256];
+  int port;
+} pgg_hostport;
+
+typedef struct {
+  const char *command;          /* "run", "check", "plan" */
+  pgg_hostport listen;          /* --listen */
+  pgg_hostport upstream;        /* --upstream */
+  pgg_hostport admin;           /* --admin-listen; port 0: off */
+  size_t max_message;           /* --max-message-size */
+  double shutdown_timeout;      /* --shutdown-timeout seconds */
+  bool json;                    /* check --json */
+  pgg_guard_config guard;
+} pgg_options;
+
+/* Parse argv and the environment; on error prints why and returns PGG_ERR_CONFIG. */
+int pgg_options_parse(pgg_options *o, int argc, char **argv);
+void pgg_options_usage(FILE *f);
+int pgg_hostport_parse(const char *s, pgg_hostport *out);
+
+/* ---- the loop-wide state ---- */
+typedef struct {
+  uv_loop_t *loop;
+  pgg_options *opt;
+  struct sockaddr_storage upstream_addr;
+  bool shutting_down;
+  uint64_t next_conn_id;
+} pgg_proxy;
+
+extern pgg_proxy pgg_p;
+
+/* listener.c */
+int pgg_resolve(const pgg_hostport *hp, struct sockaddr_storage *out, bool passive);
+int pgg_listener_start(void);
+void pgg_listener_stop(void);
+
+/* conn.c */
+void pgg_conn_accept(uv_stream_t *server);
+size_t pgg_conn_count(void);
+/* Close every connection (shutdown grace period over). */
+void pgg_conn_close_all(void);
+/* Close connections that are between requests (draining). */
+void pgg_conn_close_idle(void);
+
+/* guardian.c: the guard on the event loop */
+typedef struct pgg_guard_waiter {
+  struct pgg_guard_waiter *next, *prev;
+  bool queued;
+  void (*cb)(struct pgg_guard_waiter *w, pgg_repair_outcome outcome);
+} pgg_guard_waiter;
+
+typedef enum {
+  PGG_ASK_WAIT = 0,        /* a repair (or check) will answer through the waiter's cb */
+  PGG_ASK_NOTHING_MISSING, /* a check moments ago found nothing missing */
+  PGG_ASK_COOLING_DOWN,    /* a repair failed moments ago */
+  PGG_ASK_OFF,             /* the guard is not active */
+} pgg_ask;
+
+int pgg_guardian_start(void);
+void pgg_guardian_stop(void);
+void pgg_guardian_free(void);
+void pgg_guardian_reload(void);
+bool pgg_guardian_active(void);
+bool pgg_guardian_missing_labels(void);
+/* Ask for a repair; w == NULL asks without waiting for the answer. */
+pgg_ask pgg_guardian_request(pgg_guard_waiter *w);
+void pgg_guardian_cancel(pgg_guard_waiter *w);
+const char *pgg_guardian_drift_json(void);
+bool pgg_guardian_ready(const char **why);
+
+/* admin_http.c */
+int pgg_admin_http_start(void);
+void pgg_admin_http_stop(void);
+
+#endif
