@@ -1,0 +1,214 @@
+#!/usr/bin/python3
+"""pgbench through pgguard, against direct PostgreSQL and PgBouncer (session
+mode), interleaved in one run so that a noisy shared machine hits all three
+alike. Writes bench/RESULTS.md.
+
+Usage: bench/run.py [--seconds N] [--rounds N] [--pgguard PATH] [--out FILE]
+Needs: PostgreSQL 15 server binaries, pgbench, pgbouncer (Debian packages);
+run as root (PostgreSQL and PgBouncer are started as user postgres).
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+PGBIN = "/usr/lib/postgresql/15/bin"
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def as_postgres(cmd, **kw):
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--"] + cmd
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def wait_port(port, timeout=15):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def pgbench(port, args, seconds):
+    cmd = ["pgbench", "-h", "127.0.0.1", "-p", str(port), "-U", "bench", "-n",
+           "-T", str(seconds)] + args + ["bench"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    if out.returncode != 0:
+        raise RuntimeError(f"pgbench failed on port {port}: {out.stderr.strip()[-500:]}")
+    tps = float(re.search(r"tps = ([0-9.]+) \(without initial", out.stdout).group(1))
+    lat = re.search(r"latency average = ([0-9.]+) ms", out.stdout)
+    failed = re.search(r"number of failed transactions: (\d+)", out.stdout)
+    if failed and int(failed.group(1)) != 0:
+        raise RuntimeError(f"pgbench reported failed transactions on port {port}")
+    return tps, float(lat.group(1)) if lat else float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--pgguard", default=os.path.join(ROOT, "build", "pgguard"))
+    ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
+    ap.add_argument("--scale", type=int, default=10)
+    args = ap.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="pgguard-bench-")
+    os.chmod(tmp, 0o777)
+    procs = []
+    pgdata = os.path.join(tmp, "data")
+    pg_port, guard_port, guard_on_port, bouncer_port = free_port(), free_port(), free_port(), free_port()
+    try:
+        as_postgres([f"{PGBIN}/initdb", "-D", pgdata, "-A", "trust", "-U", "postgres"],
+                    stdout=subprocess.DEVNULL)
+        as_postgres([f"{PGBIN}/pg_ctl", "-D", pgdata, "-l", os.path.join(tmp, "pg.log"), "-w",
+                     "-o", f"-p {pg_port} -k {tmp} -c listen_addresses=127.0.0.1 -c max_connections=200",
+                     "start"], stdout=subprocess.DEVNULL)
+        psql = ["psql", "-h", "127.0.0.1", "-p", str(pg_port), "-U", "postgres", "-qAt", "-c"]
+        subprocess.run(psql + ["CREATE ROLE bench LOGIN SUPERUSER"], check=True)
+        subprocess.run(psql + ["CREATE DATABASE bench OWNER bench"], check=True)
+        subprocess.run(["pgbench", "-h", "127.0.0.1", "-p", str(pg_port), "-U", "bench", "-i", "-q",
+                        "-s", str(args.scale), "bench"], check=True, capture_output=True)
+        # The guard's desired schema: exactly what pgbench made, so nothing is missing.
+        schema = os.path.join(tmp, "schema.sql")
+        with open(schema, "w") as f:
+            f.write(subprocess.run(["pg_dump", "-h", "127.0.0.1", "-p", str(pg_port), "-U", "bench",
+                                    "--schema-only", "--no-owner", "bench"],
+                                   capture_output=True, text=True, check=True).stdout)
+
+        log = open(os.path.join(tmp, "pgguard.log"), "w")
+        guard = subprocess.Popen([args.pgguard, "--listen", f"127.0.0.1:{guard_port}",
+                                  "--upstream", f"127.0.0.1:{pg_port}", "--admin-listen", "127.0.0.1:0",
+                                  "--log-level", "warn"], stderr=log)
+        procs.append(guard)
+        guard_on = subprocess.Popen([args.pgguard, "--listen", f"127.0.0.1:{guard_on_port}",
+                                     "--upstream", f"127.0.0.1:{pg_port}", "--admin-listen", "127.0.0.1:0",
+                                     "--schema", schema, "--log-level", "warn",
+                                     "--admin-url", f"postgresql://postgres@127.0.0.1:{pg_port}/bench"],
+                                    stderr=log)
+        procs.append(guard_on)
+
+        ini = os.path.join(tmp, "pgbouncer.ini")
+        with open(os.path.join(tmp, "userlist.txt"), "w") as f:
+            f.write('"bench" ""\n')
+        with open(ini, "w") as f:
+            f.write(f"""[databases]
+bench = host=127.0.0.1 port={pg_port} dbname=bench
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {bouncer_port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {tmp}/userlist.txt
+pool_mode = session
+max_client_conn = 200
+default_pool_size = 50
+logfile = {tmp}/pgbouncer.log
+pidfile = {tmp}/pgbouncer.pid
+""")
+        os.system(f"chown -R postgres {tmp}")
+        cmd = ["pgbouncer", ini]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--"] + cmd
+        bouncer = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(bouncer)
+        for p in (guard_port, guard_on_port, bouncer_port):
+            wait_port(p)
+        time.sleep(1.0)  # the guard's first drift check
+
+        targets = [("direct", pg_port), ("pgguard", guard_port), ("pgguard+guard", guard_on_port),
+                   ("pgbouncer", bouncer_port)]
+        workloads = [
+            ("select-only, simple, 8 clients", ["-S", "-M", "simple", "-c", "8", "-j", "2"]),
+            ("select-only, extended, 8 clients", ["-S", "-M", "extended", "-c", "8", "-j", "2"]),
+            ("TPC-B, simple, 8 clients", ["-M", "simple", "-c", "8", "-j", "2"]),
+            ("TPC-B, extended, 8 clients", ["-M", "extended", "-c", "8", "-j", "2"]),
+            ("select-only, simple, 1 client", ["-S", "-M", "simple", "-c", "1", "-j", "1"]),
+        ]
+        results = {(w, t): [] for w, _ in workloads for t, _ in targets}
+        max_rss = 0
+        for r in range(args.rounds):
+            for wname, wargs in workloads:
+                # Rotate the order each round so no target always runs first.
+                order = targets[r % len(targets):] + targets[:r % len(targets)]
+                for tname, port in order:
+                    tps, lat = pgbench(port, wargs, args.seconds)
+                    results[(wname, tname)].append((tps, lat))
+                    max_rss = max(max_rss, rss_kib(guard.pid), rss_kib(guard_on.pid))
+                    print(f"round {r + 1} {wname:34s} {tname:14s} tps={tps:10.1f} lat={lat:.3f} ms",
+                          flush=True)
+
+        lines = []
+        lines.append("# pgguard benchmark results\n")
+        lines.append(f"Produced by `{' '.join(['bench/run.py'] + sys.argv[1:])}` on "
+                     f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; pgbench scale {args.scale}, "
+                     f"{args.seconds} s per run, {args.rounds} interleaved rounds (median shown), "
+                     f"PostgreSQL 15, PgBouncer {bouncer_version()} in session mode, pgguard release build. "
+                     f"Machine: {os.cpu_count()} cores, shared and noisy — compare ratios, not absolute numbers.\n")
+        lines.append("`pgguard` is the plain proxy; `pgguard+guard` has the schema guard on "
+                     "(desired schema = the live one, nothing missing), which records each request for a "
+                     "possible replay.\n")
+        lines.append("| workload | target | TPS | avg latency ms | vs direct | vs PgBouncer |")
+        lines.append("|---|---|---:|---:|---:|---:|")
+        for wname, _ in workloads:
+            med = {t: statistics.median(x[0] for x in results[(wname, t)]) for t, _ in targets}
+            latm = {t: statistics.median(x[1] for x in results[(wname, t)]) for t, _ in targets}
+            for tname, _ in targets:
+                lines.append(f"| {wname} | {tname} | {med[tname]:.0f} | {latm[tname]:.3f} | "
+                             f"{med[tname] / med['direct']:.3f} | {med[tname] / med['pgbouncer']:.3f} |")
+            lines.append(f"| {wname} | guard on / off | | | "
+                         f"{med['pgguard+guard'] / med['pgguard']:.3f} | |")
+        lines.append(f"\npgguard peak RSS during the run: {max_rss / 1024:.1f} MiB.\n")
+        with open(args.out, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        print("\n".join(lines))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        subprocess.run(["runuser", "-u", "postgres", "--", f"{PGBIN}/pg_ctl", "-D", pgdata, "-m", "immediate",
+                        "stop"] if os.geteuid() == 0 else [f"{PGBIN}/pg_ctl", "-D", pgdata, "-m", "immediate", "stop"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bouncer_version():
+    out = subprocess.run(["pgbouncer", "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"(\d+\.\d+(\.\d+)?)", out)
+    return m.group(1) if m else "?"
+
+
+if __name__ == "__main__":
+    main()
