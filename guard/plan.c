@@ -640,6 +640,39 @@ static int plan_columns(planner *pl)
   return err;
 }
 
+/*
+ * pg_get_indexdef's shape: `CREATE [UNIQUE ]INDEX <name> ON ...`, the name
+ * bare (lower case) or quoted. CONCURRENTLY, IF NOT EXISTS or a missing name
+ * never come from it, and CONCURRENTLY would fail inside the repair's
+ * transaction anyway.
+ */
+static bool index_shape_ok(const char *def)
+{
+  const char *p;
+  if (has_prefix(def, "CREATE INDEX "))
+    p = def + strlen("CREATE INDEX ");
+  else if (has_prefix(def, "CREATE UNIQUE INDEX "))
+    p = def + strlen("CREATE UNIQUE INDEX ");
+  else
+    return false;
+  const char *name = p;
+  if (*p == '"') {
+    for (p++; *p && !(*p == '"' && p[1] != '"'); p += (*p == '"') ? 2 : 1)
+      ;
+    if (!*p)
+      return false;
+    p++;
+  } else {
+    if (!((*p >= 'a' && *p <= 'z') || *p == '_'))
+      return false;
+    while ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '$')
+      p++;
+    if ((size_t)(p - name) == strlen("concurrently") && !strncmp(name, "concurrently", 12))
+      return false;
+  }
+  return has_prefix(p, " ON ");
+}
+
 static int plan_indexes(planner *pl)
 {
   int err = PGG_OK;
@@ -652,7 +685,7 @@ static int plan_indexes(planner *pl)
     /* pg_get_indexdef already names the index and its table; anything not
      * shaped like its output is refused, never run. */
     const char *def = x->definition ? x->definition : "";
-    if (!has_prefix(def, "CREATE INDEX ") && !has_prefix(def, "CREATE UNIQUE INDEX ")) {
+    if (!index_shape_ok(def)) {
       pl->refused++;
       continue;
     }
