@@ -155,6 +155,15 @@ void pgg_pq_error(pgg_buf *err, PGconn *conn, const PGresult *res)
   }
 }
 
+void pgg_pq_err_rewind(pgg_buf *err, size_t len)
+{
+  if (len < err->len) {
+    err->len = len;
+    /* The buffer's text stays a C string (pgg_buf_printf keeps a NUL). */
+    err->data[len] = 0;
+  }
+}
+
 int pgg_pq_exec(PGconn *conn, const char *sql, pgg_buf *err)
 {
   PGresult *res = PQexec(conn, sql);
@@ -181,15 +190,15 @@ PGconn *pgg_pq_connect(const char *conninfo, const char *dbname, pgg_buf *err)
   size_t n = 0;
   for (PQconninfoOption *o = opts; o->keyword; o++)
     n++;
-  const char **kw = calloc(n + 3, sizeof *kw);
-  const char **val = calloc(n + 3, sizeof *val);
+  const char **kw = calloc(n + 4, sizeof *kw);
+  const char **val = calloc(n + 4, sizeof *val);
   PGconn *conn = NULL;
   if (!kw || !val) {
     pgg_buf_printf(err, "out of memory");
     goto done;
   }
   size_t k = 0;
-  bool has_dbname = false, has_timeout = false;
+  bool has_dbname = false, has_timeout = false, has_appname = false;
   for (PQconninfoOption *o = opts; o->keyword; o++) {
     const char *v = o->val;
     if (strcmp(o->keyword, "dbname") == 0) {
@@ -199,6 +208,9 @@ PGconn *pgg_pq_connect(const char *conninfo, const char *dbname, pgg_buf *err)
     }
     if (strcmp(o->keyword, "connect_timeout") == 0 && v)
       has_timeout = true;
+    if ((strcmp(o->keyword, "application_name") == 0 ||
+         strcmp(o->keyword, "fallback_application_name") == 0) && v)
+      has_appname = true;
     if (!v)
       continue;
     kw[k] = o->keyword;
@@ -213,6 +225,11 @@ PGconn *pgg_pq_connect(const char *conninfo, const char *dbname, pgg_buf *err)
   if (!has_timeout) {
     kw[k] = "connect_timeout";
     val[k++] = "10";
+  }
+  /* So a DBA looking at pg_stat_activity or pg_locks sees who holds what. */
+  if (!has_appname) {
+    kw[k] = "fallback_application_name";
+    val[k++] = "pgguard";
   }
   kw[k] = NULL;
   val[k] = NULL;
@@ -257,27 +274,22 @@ static PGresult *query(PGconn *conn, const char *sql, pgg_buf *err, int *rc)
   return NULL;
 }
 
-static int read_schemas(PGconn *conn, pgg_catalog *out, pgg_buf *err)
+/* Row parsers: one per query, each turning its result into catalog objects. */
+
+static int parse_schemas(const PGresult *res, pgg_catalog *out)
 {
   int rc = PGG_OK;
-  PGresult *res = query(conn, q_schemas, err, &rc);
-  if (!res)
-    return rc;
   for (int i = 0; i < PQntuples(res) && !rc; i++) {
     pgg_object o = {.kind = PGG_OBJ_SCHEMA, .schema = field(res, i, 0),
                     .name = field(res, i, 0)};
     rc = pgg_catalog_add(out, &o);
   }
-  PQclear(res);
   return rc;
 }
 
-static int read_enums(PGconn *conn, pgg_catalog *out, pgg_buf *err)
+static int parse_enums(const PGresult *res, pgg_catalog *out)
 {
   int rc = PGG_OK;
-  PGresult *res = query(conn, q_enums, err, &rc);
-  if (!res)
-    return rc;
   for (int i = 0; i < PQntuples(res) && !rc; i++) {
     char *schema = field(res, i, 0), *type = field(res, i, 1);
     char *label = field(res, i, 2);
@@ -294,46 +306,34 @@ static int read_enums(PGconn *conn, pgg_catalog *out, pgg_buf *err)
       rc = pgg_catalog_add(out, &l);
     }
   }
-  PQclear(res);
   return rc;
 }
 
-static int read_sequences(PGconn *conn, pgg_catalog *out, pgg_buf *err)
+static int parse_sequences(const PGresult *res, pgg_catalog *out)
 {
   int rc = PGG_OK;
-  PGresult *res = query(conn, q_sequences, err, &rc);
-  if (!res)
-    return rc;
   for (int i = 0; i < PQntuples(res) && !rc; i++) {
     pgg_object o = {.kind = PGG_OBJ_SEQUENCE, .schema = field(res, i, 0),
                     .name = field(res, i, 1), .definition = field(res, i, 2)};
     rc = pgg_catalog_add(out, &o);
   }
-  PQclear(res);
   return rc;
 }
 
-static int read_tables(PGconn *conn, pgg_catalog *out, pgg_buf *err)
+static int parse_tables(const PGresult *res, pgg_catalog *out)
 {
   int rc = PGG_OK;
-  PGresult *res = query(conn, q_tables, err, &rc);
-  if (!res)
-    return rc;
   for (int i = 0; i < PQntuples(res) && !rc; i++) {
     pgg_object o = {.kind = PGG_OBJ_TABLE, .schema = field(res, i, 0),
                     .name = field(res, i, 1), .relkind = PQgetvalue(res, i, 2)[0]};
     rc = pgg_catalog_add(out, &o);
   }
-  PQclear(res);
   return rc;
 }
 
-static int read_columns(PGconn *conn, pgg_catalog *out, pgg_buf *err)
+static int parse_columns(const PGresult *res, pgg_catalog *out)
 {
   int rc = PGG_OK;
-  PGresult *res = query(conn, q_columns, err, &rc);
-  if (!res)
-    return rc;
   for (int i = 0; i < PQntuples(res) && !rc; i++) {
     pgg_object o = {.kind = PGG_OBJ_COLUMN, .schema = field(res, i, 0),
                     .parent = field(res, i, 1), .name = field(res, i, 2),
@@ -346,16 +346,12 @@ static int read_columns(PGconn *conn, pgg_catalog *out, pgg_buf *err)
                     .position = atoi(PQgetvalue(res, i, 8))};
     rc = pgg_catalog_add(out, &o);
   }
-  PQclear(res);
   return rc;
 }
 
-static int read_constraints(PGconn *conn, pgg_catalog *out, pgg_buf *err)
+static int parse_constraints(const PGresult *res, pgg_catalog *out)
 {
   int rc = PGG_OK;
-  PGresult *res = query(conn, q_constraints, err, &rc);
-  if (!res)
-    return rc;
   for (int i = 0; i < PQntuples(res) && !rc; i++) {
     pgg_object o = {.kind = PGG_OBJ_CONSTRAINT, .schema = field(res, i, 0),
                     .parent = field(res, i, 1), .name = field(res, i, 2),
@@ -363,57 +359,88 @@ static int read_constraints(PGconn *conn, pgg_catalog *out, pgg_buf *err)
                     .definition = field(res, i, 4)};
     rc = pgg_catalog_add(out, &o);
   }
-  PQclear(res);
   return rc;
 }
 
-static int read_indexes(PGconn *conn, pgg_catalog *out, pgg_buf *err)
+static int parse_indexes(const PGresult *res, pgg_catalog *out)
 {
   int rc = PGG_OK;
-  PGresult *res = query(conn, q_indexes, err, &rc);
-  if (!res)
-    return rc;
   for (int i = 0; i < PQntuples(res) && !rc; i++) {
     pgg_object o = {.kind = PGG_OBJ_INDEX, .schema = field(res, i, 0),
                     .parent = field(res, i, 1), .name = field(res, i, 2),
                     .definition = field(res, i, 3)};
     rc = pgg_catalog_add(out, &o);
   }
-  PQclear(res);
   return rc;
 }
 
-static int read_all(PGconn *conn, pgg_catalog *out, pgg_buf *err)
+static const struct {
+  const char *sql;
+  int (*parse)(const PGresult *, pgg_catalog *);
+} kinds[] = {
+  {q_schemas, parse_schemas},         {q_enums, parse_enums},
+  {q_sequences, parse_sequences},     {q_tables, parse_tables},
+  {q_columns, parse_columns},         {q_constraints, parse_constraints},
+  {q_indexes, parse_indexes},
+};
+
+/*
+ * pg_get_indexdef, pg_get_constraintdef and pg_get_expr read the catalog
+ * caches, which see the latest committed state, not the snapshot the rows
+ * came from: an index or constraint dropped by a concurrent DDL between the
+ * two fails with XX000 "cache lookup failed". Such a read is simply retried.
+ */
+#define INTROSPECT_ATTEMPTS 3
+
+static int read_all(PGconn *conn, pgg_catalog *out, pgg_buf *err, bool *retry)
 {
-  int (*const readers[])(PGconn *, pgg_catalog *, pgg_buf *) = {
-    read_schemas, read_enums, read_sequences, read_tables,
-    read_columns, read_constraints, read_indexes,
-  };
-  for (size_t i = 0; i < sizeof readers / sizeof readers[0]; i++) {
-    int rc = readers[i](conn, out, err);
-    if (rc == PGG_ERR_NOMEM)
+  for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+    PGresult *res = PQexec(conn, kinds[i].sql);
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+      *retry = strcmp(pgg_pq_sqlstate(res), "XX000") == 0;
+      pgg_buf_printf(err, "catalog query failed: ");
+      pgg_pq_error(err, conn, res);
+      PQclear(res);
+      return PQstatus(conn) == CONNECTION_OK ? PGG_ERR_DB : PGG_ERR_UPSTREAM;
+    }
+    int rc = kinds[i].parse(res, out);
+    PQclear(res);
+    if (rc) {
       pgg_buf_printf(err, "out of memory reading the catalog");
-    if (rc)
       return rc;
+    }
   }
   pgg_catalog_sort(out);
   return PGG_OK;
 }
 
-/* Inside the caller's transaction: remember its search_path to put it back. */
-static char *current_search_path(PGconn *conn, pgg_buf *err, int *rc)
+/*
+ * One read. Outside a transaction: its own REPEATABLE READ READ ONLY one, so
+ * all seven queries share one snapshot. Inside the caller's: a savepoint,
+ * rolled back afterwards even on success, which also undoes the SET LOCAL
+ * search_path, so the caller's session is left as it was.
+ */
+static int read_once(PGconn *conn, bool own, pgg_catalog *out, pgg_buf *err, bool *retry)
 {
-  PGresult *res = query(conn, "SELECT pg_catalog.current_setting('search_path')",
-                        err, rc);
-  if (!res)
-    return NULL;
-  char *sp = strdup(PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "");
-  PQclear(res);
-  if (!sp) {
-    pgg_buf_printf(err, "out of memory");
-    *rc = PGG_ERR_NOMEM;
+  *retry = false;
+  int rc = pgg_pq_exec(conn, own ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+                                 : "SAVEPOINT pgg_introspect", err);
+  if (rc)
+    return rc;
+  rc = pgg_pq_exec(conn, "SET LOCAL search_path = ''", err);
+  if (!rc)
+    rc = read_all(conn, out, err, retry);
+  if (own) {
+    PQclear(PQexec(conn, "ROLLBACK"));
+  } else {
+    int rc2 = pgg_pq_exec(conn, "ROLLBACK TO SAVEPOINT pgg_introspect;"
+                                " RELEASE SAVEPOINT pgg_introspect", err);
+    if (!rc)
+      rc = rc2;
+    if (rc2)
+      *retry = false;
   }
-  return sp;
+  return rc;
 }
 
 int pgg_introspect(PGconn *conn, pgg_catalog *out, pgg_buf *err)
@@ -424,41 +451,18 @@ int pgg_introspect(PGconn *conn, pgg_catalog *out, pgg_buf *err)
                    ts == PQTRANS_INERROR ? "transaction aborted" : "busy or broken");
     return PQstatus(conn) == CONNECTION_OK ? PGG_ERR_DB : PGG_ERR_UPSTREAM;
   }
-  bool own = ts == PQTRANS_IDLE;
+  size_t mark = err->len;
   int rc = PGG_OK;
-  char *saved = NULL;
-  if (own) {
-    /* One snapshot for all seven queries, so a DDL committing in between
-     * cannot show a column without its table. */
-    rc = pgg_pq_exec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", err);
-  } else {
-    saved = current_search_path(conn, err, &rc);
-  }
-  if (!rc)
-    rc = pgg_pq_exec(conn, "SET LOCAL search_path = ''", err);
-  if (!rc)
-    rc = read_all(conn, out, err);
-
-  if (own) {
-    /* Read-only: COMMIT and ROLLBACK are the same; ROLLBACK also ends an
-     * aborted transaction. */
-    PQclear(PQexec(conn, "ROLLBACK"));
-  } else if (!rc && saved) {
-    pgg_buf q;
-    pgg_buf_init(&q);
-    rc = pgg_buf_printf(&q, "SELECT pg_catalog.set_config('search_path', ");
-    if (!rc)
-      rc = pgg_quote_literal(&q, saved);
-    if (!rc)
-      rc = pgg_buf_printf(&q, ", true)");
-    if (!rc)
-      rc = pgg_pq_exec(conn, (const char *)q.data, err);
-    pgg_buf_free(&q);
-  }
-  free(saved);
-  if (rc) {
-    pgg_catalog_free(out);
-    pgg_catalog_init(out);
+  for (int attempt = 1; attempt <= INTROSPECT_ATTEMPTS; attempt++) {
+    bool retry;
+    rc = read_once(conn, ts == PQTRANS_IDLE, out, err, &retry);
+    if (rc) {
+      pgg_catalog_free(out);
+      pgg_catalog_init(out);
+    }
+    if (!rc || !retry || attempt == INTROSPECT_ATTEMPTS)
+      break;
+    pgg_pq_err_rewind(err, mark);
   }
   return rc;
 }

@@ -12,9 +12,11 @@
 /*
  * Read conn's database into *out (sorted). Outside a transaction it opens its
  * own REPEATABLE READ READ ONLY one; inside the caller's transaction it reads
- * there (what the repair does under its advisory lock) and restores the
- * search_path it changed. On failure *out is left empty and err says why;
- * returns PGG_ERR_UPSTREAM when the connection is gone, PGG_ERR_DB otherwise.
+ * there, in a savepoint it rolls back (what the repair does under its
+ * advisory lock), leaving the session as it found it. A read that races a
+ * concurrent DROP is retried. On failure *out is left empty and err says
+ * why; returns PGG_ERR_UPSTREAM when the connection is gone, PGG_ERR_DB
+ * otherwise.
  */
 int pgg_introspect(PGconn *conn, pgg_catalog *out, pgg_buf *err);
 
@@ -42,6 +44,9 @@ void pgg_pq_error(pgg_buf *err, PGconn *conn, const PGresult *res);
 
 /* Run one command that returns no rows; on failure append the error to err. */
 int pgg_pq_exec(PGconn *conn, const char *sql, pgg_buf *err);
+
+/* Forget what was appended to err after its first len bytes. */
+void pgg_pq_err_rewind(pgg_buf *err, size_t len);
 
 /* The SQLSTATE of a failed result, or "" */
 const char *pgg_pq_sqlstate(const PGresult *res);

@@ -130,6 +130,11 @@ int pgg_metrics_render(const pgg_metrics *m, pgg_buf *out)
                               "Time from a request's first byte to its ReadyForQuery.", &m->request_duration);
   err = err ? err : header(out, "pgguard_upstream_up", "gauge", "1 when the last attempt to reach PostgreSQL succeeded.");
   err = err ? err : pgg_buf_printf(out, "pgguard_upstream_up %d\n", m->upstream_up);
+  err = err ? err : header(out, "pgguard_tls_handshakes_total", "counter", "TLS handshakes started, client and server legs.");
+  err = err ? err : pgg_buf_printf(out, "pgguard_tls_handshakes_total %llu\n", (unsigned long long)m->tls_handshakes);
+  err = err ? err : header(out, "pgguard_tls_handshake_failures_total", "counter", "TLS handshakes that failed.");
+  err = err ? err : pgg_buf_printf(out, "pgguard_tls_handshake_failures_total %llu\n",
+                                   (unsigned long long)m->tls_handshake_failures);
   err = err ? err : header(out, "pgguard_build_info", "gauge", "Build information; always 1.");
   err = err ? err : pgg_buf_printf(out, "pgguard_build_info{version=\"%s\"} 1\n", PGG_VERSION);
   return err;

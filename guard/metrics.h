@@ -40,6 +40,8 @@ typedef struct {
   uint64_t bytes[PGG_DIR__COUNT];
   pgg_histogram request_duration;
   int upstream_up;
+  uint64_t tls_handshakes;         /* TLS sessions started, both legs */
+  uint64_t tls_handshake_failures; /* of which failed before being established */
   bool drift_known;
   unsigned drift[PGG_OBJ__COUNT][PGG_DRIFT__COUNT];
   double drift_check_timestamp;    /* unix seconds of the last successful check */

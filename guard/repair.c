@@ -125,7 +125,17 @@ static int ensure_conn(pgg_admin *a, pgg_buf *err)
   if (a->conn)
     return PGG_OK;
   a->conn = pgg_pq_connect(a->cfg.admin_url, NULL, err);
-  return a->conn ? PGG_OK : PGG_ERR_UPSTREAM;
+  if (!a->conn)
+    return PGG_ERR_UPSTREAM;
+  /* Drift checks run on the thread pool too: bound them like the repair,
+   * so a stuck catalog read cannot hold the guard's only worker forever. */
+  char sql[128];
+  snprintf(sql, sizeof sql, "SET statement_timeout = %d; SET lock_timeout = %d",
+           a->cfg.statement_timeout_ms, a->cfg.lock_timeout_ms);
+  int rc = pgg_pq_exec(a->conn, sql, err);
+  if (rc)
+    drop_conn(a);
+  return rc;
 }
 
 /*
@@ -144,7 +154,7 @@ static int first_exec(pgg_admin *a, const char *sql, pgg_buf *err)
   rc = pgg_pq_exec(a->conn, sql, err);
   if (rc != PGG_ERR_UPSTREAM)
     return rc;
-  err->len = mark;
+  pgg_pq_err_rewind(err, mark);
   drop_conn(a);
   if ((rc = ensure_conn(a, err)) != PGG_OK)
     return rc;
@@ -297,8 +307,9 @@ static int owner_role(pgg_admin *a, pgg_buf *role, pgg_buf *err)
   return rc;
 }
 
-/* Run statements [from, to) of kind `only` (or every kind but ADD_ENUM_VALUE
- * when only < 0), switching role as runs_as_owner() says. */
+/* Run the plan's statements of kind `only` (or, when only < 0, every kind
+ * but ADD_ENUM_VALUE), switching role as runs_as_owner() says when an owner
+ * is given. *ran counts the statements that succeeded. */
 static int run_stmts(pgg_admin *a, const pgg_plan *p, int only, const char *owner,
                      unsigned *ran, pgg_buf *err)
 {
@@ -328,7 +339,7 @@ static int run_stmts(pgg_admin *a, const pgg_plan *p, int only, const char *owne
        * application data: safe to name in logs. */
       char msg[256];
       snprintf(msg, sizeof msg, "%s", bstr(err) + mark);
-      err->len = mark;
+      pgg_pq_err_rewind(err, mark);
       pgg_buf_printf(err, "%s failed: %s [%s]", stmt_kind_name(s->kind), msg, s->sql);
       return rc;
     }

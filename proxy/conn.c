@@ -13,6 +13,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "replay.h"
+#include "tls.h"
 
 /* One read from a socket; also the granularity of backpressure. */
 #define READ_BUF 32768
@@ -31,11 +32,14 @@ typedef struct {
   pgg_buf flight;   /* bytes handed to uv_write */
   uv_write_t wreq;
   uint8_t *rbuf;
+  pgg_tls *tls;     /* TLS on this leg, or NULL for plaintext */
+  pgg_buf plain;    /* decrypted bytes of the last read */
 } side;
 
 typedef enum {
   ST_STARTUP,       /* reading the client's startup packets */
   ST_CONNECTING,    /* connecting to PostgreSQL */
+  ST_UPSTREAM_SSL,  /* waiting for PostgreSQL's answer to our SSLRequest */
   ST_RELAY,         /* authentication and then requests, relayed */
   ST_CANCEL,        /* relaying one CancelRequest */
   ST_CLOSING,
@@ -79,6 +83,8 @@ struct conn {
   unsigned swallow_inflight;
   hold h;
   uv_connect_t connect_req;
+  pgg_buf tls_out;          /* ciphertext scratch for TLS writes */
+  pgg_buf replace;          /* a rewritten server message (SASL without -PLUS) */
   uv_timer_t close_timer;
   bool close_timer_on;
 };
@@ -150,7 +156,7 @@ static void on_write(uv_write_t *req, int status)
  * Send to one side: straight to the socket when nothing is queued (the
  * common case, no copy), else behind what is queued.
  */
-static void send_bytes(side *s, const uint8_t *p, size_t n)
+static void sock_send(side *s, const uint8_t *p, size_t n)
 {
   if (!n || !s->open)
     return;
@@ -172,6 +178,46 @@ static void send_bytes(side *s, const uint8_t *p, size_t n)
     return;
   }
   kick_write(s);
+}
+
+/* Send application bytes to one side, encrypting when that leg is TLS. */
+static void send_bytes(side *s, const uint8_t *p, size_t n)
+{
+  if (!n || !s->open)
+    return;
+  if (!s->tls) {
+    sock_send(s, p, n);
+    return;
+  }
+  conn *c = s->c;
+  pgg_buf err;
+  pgg_buf_init(&err);
+  pgg_buf_reset(&c->tls_out);
+  int rc = pgg_tls_write(s->tls, p, n, &c->tls_out, &err);
+  sock_send(s, c->tls_out.data, c->tls_out.len);
+  if (rc) {
+    pgg_buf_append_u8(&err, 0);
+    conn_close(c, (const char *)err.data);
+  }
+  pgg_buf_free(&err);
+}
+
+/*
+ * Bytes read from a TLS leg: decrypt into s->plain, send what the handshake
+ * has to say. Returns false (after handling it) when the TLS session failed.
+ */
+static bool tls_in(conn *c, side *s, const uint8_t *p, size_t n, pgg_buf *err)
+{
+  pgg_buf_reset(&s->plain);
+  pgg_buf_reset(&c->tls_out);
+  int rc = pgg_tls_feed(s->tls, p, n, &s->plain, &c->tls_out, err);
+  sock_send(s, c->tls_out.data, c->tls_out.len);
+  if (rc) {
+    pgg_metrics_g.tls_handshake_failures += pgg_tls_established(s->tls) ? 0 : 1;
+    pgg_buf_append_u8(err, 0);
+    return false;
+  }
+  return true;
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -207,7 +253,7 @@ static void update_reads(conn *c)
   bool client_ok = c->state == ST_STARTUP ||
                    (c->state == ST_RELAY && !queued(&c->sv) && !c->h.active);
   set_reading(&c->cl, client_ok, on_client_read);
-  bool server_ok = c->state == ST_RELAY && !queued(&c->cl);
+  bool server_ok = (c->state == ST_RELAY && !queued(&c->cl)) || c->state == ST_UPSTREAM_SSL;
   set_reading(&c->sv, server_ok, on_server_read);
 }
 
@@ -234,6 +280,14 @@ static void free_conn(conn *c)
   pgg_buf_free(&c->sv.flight);
   free(c->cl.rbuf);
   free(c->sv.rbuf);
+  pgg_buf_free(&c->cl.plain);
+  pgg_buf_free(&c->sv.plain);
+  pgg_buf_free(&c->tls_out);
+  pgg_buf_free(&c->replace);
+  if (c->cl.tls)
+    pgg_tls_free(c->cl.tls);
+  if (c->sv.tls)
+    pgg_tls_free(c->sv.tls);
   pgg_buf_free(&c->startup);
   pgg_buf_free(&c->early);
   pgg_framer_free(&c->cf);
@@ -378,6 +432,7 @@ void pgg_conn_accept(uv_stream_t *server)
   pgg_framer_hold(&c->sf, 'E');
   pgg_framer_hold(&c->sf, 'Z');
   pgg_framer_hold(&c->sf, 'C');
+  pgg_framer_hold(&c->sf, 'R');
   pgg_cycles_init(&c->cycles);
   uv_timer_init(pgg_p.loop, &c->h.timer);
   c->h.timer.data = c;
@@ -415,6 +470,7 @@ void pgg_conn_accept(uv_stream_t *server)
 /* ---- start-up: SSLRequest, CancelRequest, StartupMessage ---------------- */
 
 static void on_server_connect(uv_connect_t *req, int status);
+static void start_relay(conn *c);
 
 static void connect_upstream(conn *c)
 {
@@ -454,6 +510,20 @@ static void on_server_connect(uv_connect_t *req, int status)
   }
   pgg_metrics_g.upstream_up = 1;
   uv_tcp_nodelay(&c->sv.tcp, 1);
+  if (c->state != ST_CANCEL && pgg_p.upstream_ctx) {
+    /* Ask PostgreSQL for TLS first; the startup packet follows encrypted. */
+    static const uint8_t ssl_request[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f};
+    sock_send(&c->sv, ssl_request, sizeof(ssl_request));
+    c->state = ST_UPSTREAM_SSL;
+    update_reads(c);
+    return;
+  }
+  start_relay(c);
+}
+
+/* Send the client's startup packet to PostgreSQL and relay from then on. */
+static void start_relay(conn *c)
+{
   /* The startup packet goes to PostgreSQL untouched: parameters, protocol
    * version (3.2 negotiation is the server's to answer) and all. */
   send_bytes(&c->sv, c->startup.data, c->startup.len);
@@ -484,10 +554,22 @@ static void startup_packet(conn *c)
   }
   switch (st.kind) {
   case PGG_STARTUP_SSL:
-  case PGG_STARTUP_GSSENC:
-    /* Not offered (yet): the client falls back to plaintext or gives up. */
     pgg_buf_reset(&c->startup);
-    send_bytes(&c->cl, (const uint8_t *)"N", 1);
+    if (pgg_p.client_ctx && !c->cl.tls && pgg_p.opt->client_tls != PGG_CLIENT_TLS_DISABLE) {
+      if (pgg_tls_new(pgg_p.client_ctx, NULL, &c->cl.tls)) {
+        conn_close(c, "cannot create a TLS session");
+        return;
+      }
+      pgg_metrics_g.tls_handshakes++;
+      sock_send(&c->cl, (const uint8_t *)"S", 1);
+      return;
+    }
+    sock_send(&c->cl, (const uint8_t *)"N", 1);
+    return;
+  case PGG_STARTUP_GSSENC:
+    /* Not offered: the client falls back to TLS, plaintext, or gives up. */
+    pgg_buf_reset(&c->startup);
+    sock_send(&c->cl, (const uint8_t *)"N", 1);
     return;
   case PGG_STARTUP_CANCEL:
     /* The key is the server's own, relayed untouched in BackendKeyData. */
@@ -496,6 +578,12 @@ static void startup_packet(conn *c)
     connect_upstream(c);
     return;
   case PGG_STARTUP_MESSAGE:
+    if (!c->cl.tls && pgg_p.opt->client_tls == PGG_CLIENT_TLS_REQUIRE) {
+      send_fatal(c, "28000", "pgguard requires TLS: connect with sslmode=require or stronger",
+                 "This pgguard is started with --client-tls=require.");
+      conn_close(c, "plaintext client refused");
+      return;
+    }
     c->state = ST_CONNECTING;
     set_reading(&c->cl, false, NULL);
     connect_upstream(c);
@@ -547,6 +635,26 @@ static void startup_bytes(conn *c, const uint8_t *p, size_t n)
 /* ---- client -> server ---------------------------------------------------- */
 
 /*
+ * A SASLInitialResponse for plain SCRAM whose GS2 header is "y": the client
+ * could bind to its TLS channel but thinks the server cannot. PostgreSQL,
+ * itself on TLS toward pgguard, refuses that as a downgrade attack.
+ */
+static bool sasl_claims_binding(const uint8_t *body, size_t len)
+{
+  pgg_reader r;
+  const char *mech;
+  size_t mlen;
+  uint32_t dlen;
+  const uint8_t *data;
+  pgg_reader_init(&r, body, len);
+  if (!pgg_rd_cstr(&r, &mech, &mlen) || strcmp(mech, "SCRAM-SHA-256") != 0)
+    return false;
+  if (!pgg_rd_u32(&r, &dlen) || dlen < 2 || !pgg_rd_bytes(&r, 2, &data))
+    return false;
+  return data[0] == 'y' && data[1] == ',';
+}
+
+/*
  * Relay client bytes to the server, tracking request cycles and recording
  * the bytes of the cycles in flight (for a replay). Also the path by which
  * pgguard injects its own requests (ROLLBACK, re-sent set-up, replays), so
@@ -558,7 +666,9 @@ static void client_bytes(conn *c, const uint8_t *p, size_t n, uint32_t flags)
   uint64_t now = 0;
 
   c->cycles.next_flags = flags;
-  if (c->guarded && !c->rec_overflow) {
+  /* Authentication messages are no request: recording starts after the
+   * ReadyForQuery that ends start-up. */
+  if (c->guarded && c->ready_seen && !c->rec_overflow) {
     if (c->rec.len + n > RECORD_MAX) {
       c->rec_overflow = true;
       pgg_buf_reset(&c->rec);
@@ -581,6 +691,15 @@ static void client_bytes(conn *c, const uint8_t *p, size_t n, uint32_t flags)
     }
     pos += used;
     if (r == PGG_FRAME_MSG) {
+      if (m.type == 'p' && !c->ready_seen && m.body && c->cl.tls && c->sv.tls &&
+          sasl_claims_binding(m.body, m.body_len)) {
+        send_fatal(c, "28000",
+                   "SCRAM channel binding cannot pass through pgguard, which terminates TLS",
+                   "The client supports channel binding; PostgreSQL would reject its login as a "
+                   "downgrade. Connect with channel_binding=disable.");
+        conn_close(c, "client asked for SCRAM channel binding through terminated TLS");
+        return;
+      }
       if (!now)
         now = uv_hrtime();
       if (pgg_cycles_client(&c->cycles, m.type, (size_t)m.len + 1, now) != PGG_OK) {
@@ -601,10 +720,27 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     conn_close(c, nread == UV_EOF ? NULL : uv_strerror((int)nread));
     return;
   }
+  const uint8_t *p = (const uint8_t *)buf->base;
+  size_t n = (size_t)nread;
+  if (c->cl.tls) {
+    pgg_buf err;
+    pgg_buf_init(&err);
+    bool ok = tls_in(c, &c->cl, p, n, &err);
+    if (!ok) {
+      pgg_log(PGG_LOG_WARN, "client_tls_failed", "conn=%llu reason=%s", (unsigned long long)c->id,
+              pgg_logq((const char *)err.data));
+      conn_close(c, NULL);
+    }
+    pgg_buf_free(&err);
+    if (!ok)
+      return;
+    p = c->cl.plain.data;
+    n = c->cl.plain.len;
+  }
   if (c->state == ST_STARTUP)
-    startup_bytes(c, (const uint8_t *)buf->base, (size_t)nread);
+    startup_bytes(c, p, n);
   else if (c->state == ST_RELAY)
-    client_bytes(c, (const uint8_t *)buf->base, (size_t)nread, 0);
+    client_bytes(c, p, n, 0);
   if (c->state != ST_CLOSING)
     update_reads(c);
 }
@@ -781,7 +917,36 @@ static void cycle_done(conn *c, const pgg_cycle *done, char status)
 }
 
 /* What to do with one whole server message. */
-enum { FORWARD, DROP };
+enum { FORWARD, DROP, REPLACE };
+
+/*
+ * With TLS toward PostgreSQL, the server offers SCRAM-SHA-256-PLUS, whose
+ * channel binding ties the client's proof to the server's TLS session; the
+ * client's session ends at pgguard, so that proof could never verify. Offer
+ * the client plain SCRAM instead.
+ */
+static int sasl_without_plus(conn *c, const pgg_msg *m)
+{
+  uint32_t code;
+  const uint8_t *data;
+  size_t dlen;
+  bool changed = false;
+  if (!c->sv.tls || pgg_parse_authentication(m->body, m->body_len, &code, &data, &dlen) ||
+      code != 10)
+    return FORWARD;
+  pgg_buf body;
+  pgg_buf_init(&body);
+  if (pgg_sasl_strip_plus(m->body, m->body_len, &body, &changed) || !changed) {
+    pgg_buf_free(&body);
+    return FORWARD;
+  }
+  pgg_buf_reset(&c->replace);
+  pgg_buf_append_u8(&c->replace, 'R');
+  pgg_buf_append_u32be(&c->replace, (uint32_t)body.len + 4);
+  pgg_buf_append(&c->replace, body.data, body.len);
+  pgg_buf_free(&body);
+  return REPLACE;
+}
 
 static int server_msg(conn *c, const pgg_msg *m)
 {
@@ -794,7 +959,10 @@ static int server_msg(conn *c, const pgg_msg *m)
     pgg_cycle done;
     if (m->body && pgg_parse_ready_for_query(m->body, m->body_len, &status) != PGG_OK)
       return FORWARD;
-    c->ready_seen = true;
+    if (!c->ready_seen) {
+      c->ready_seen = true;
+      pgg_buf_reset(&c->rec);
+    }
     bool popped = pgg_cycles_ready(&c->cycles, status, &done);
     if (popped)
       cycle_done(c, &done, status);
@@ -808,6 +976,9 @@ static int server_msg(conn *c, const pgg_msg *m)
       hold_set_all(c, false);
     return swallow ? DROP : FORWARD;
   }
+
+  if (m->type == 'R' && m->body && !c->ready_seen)
+    return sasl_without_plus(c, m);
 
   const char *tag = NULL;
   if (m->type == 'C' && m->body)
@@ -866,6 +1037,55 @@ static int server_msg(conn *c, const pgg_msg *m)
   return swallow ? DROP : FORWARD;
 }
 
+static void upstream_tls_failed(conn *c, const char *why)
+{
+  char msg[700];
+  snprintf(msg, sizeof(msg), "pgguard could not establish TLS with the upstream server %s:%d: %s",
+           pgg_p.opt->upstream.host, pgg_p.opt->upstream.port, why);
+  pgg_log(PGG_LOG_WARN, "upstream_tls_failed", "conn=%llu reason=%s", (unsigned long long)c->id,
+          pgg_logq(why));
+  send_fatal(c, "08006", msg, NULL);
+  conn_close(c, NULL);
+}
+
+/* PostgreSQL's one-byte answer to our SSLRequest. */
+static void upstream_ssl_answer(conn *c, const uint8_t *p, size_t n)
+{
+  pgg_sslmode mode = pgg_p.opt->upstream_sslmode;
+  if (p[0] == 'S') {
+    /* Bytes after the 'S' were not protected by TLS: a man in the middle
+     * could have injected them (CVE-2021-23222). */
+    if (n > 1) {
+      upstream_tls_failed(c, "the server sent unencrypted data after accepting TLS");
+      return;
+    }
+    pgg_buf err;
+    pgg_buf_init(&err);
+    int rc = pgg_tls_new(pgg_p.upstream_ctx, pgg_p.opt->upstream.host, &c->sv.tls);
+    pgg_metrics_g.tls_handshakes++;
+    if (!rc) {
+      pgg_buf_reset(&c->tls_out);
+      rc = pgg_tls_start(c->sv.tls, &c->tls_out, &err);
+      sock_send(&c->sv, c->tls_out.data, c->tls_out.len);
+    }
+    if (rc) {
+      pgg_buf_append_u8(&err, 0);
+      upstream_tls_failed(c, err.len > 1 ? (const char *)err.data : pgg_strerror(rc));
+      pgg_buf_free(&err);
+      return;
+    }
+    pgg_buf_free(&err);
+    start_relay(c);
+    return;
+  }
+  if (p[0] == 'N' && n == 1 && mode < PGG_SSLMODE_REQUIRE) {
+    start_relay(c);
+    return;
+  }
+  upstream_tls_failed(c, p[0] == 'N' ? "the server does not support TLS, but --upstream-sslmode requires it"
+                                     : "the server answered the SSLRequest with something other than S or N");
+}
+
 static void on_server_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
   conn *c = ((side *)s->data)->c;
@@ -878,6 +1098,22 @@ static void on_server_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
   }
   const uint8_t *p = (const uint8_t *)buf->base;
   size_t n = (size_t)nread, pos = 0, fwd = 0;
+  if (c->state == ST_UPSTREAM_SSL) {
+    upstream_ssl_answer(c, p, n);
+    return;
+  }
+  if (c->sv.tls) {
+    pgg_buf err;
+    pgg_buf_init(&err);
+    bool ok = tls_in(c, &c->sv, p, n, &err);
+    if (!ok)
+      upstream_tls_failed(c, (const char *)err.data);
+    pgg_buf_free(&err);
+    if (!ok)
+      return;
+    p = c->sv.plain.data;
+    n = c->sv.plain.len;
+  }
   pgg_metrics_g.bytes[PGG_DIR_SERVER_TO_CLIENT] += n;
 
   while (pos < n && c->state == ST_RELAY) {
@@ -909,10 +1145,12 @@ static void on_server_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
       fwd = pos;
       if (action == FORWARD)
         send_bytes(&c->cl, m.raw, m.raw_len);
-    } else if (action == DROP) {
+    } else if (action != FORWARD) {
       send_bytes(&c->cl, p + fwd, pos - m.raw_len - fwd);
       fwd = pos;
     }
+    if (action == REPLACE)
+      send_bytes(&c->cl, c->replace.data, c->replace.len);
   }
   if (c->state == ST_RELAY || c->state == ST_CLOSING)
     send_bytes(&c->cl, p + fwd, pos - fwd);

@@ -65,6 +65,26 @@ static void on_hup(uv_signal_t *s, int signum)
   pgg_guardian_reload();
 }
 
+/* Certificates are read before listening, so a bad file stops start-up. */
+static int tls_setup(pgg_options *opt)
+{
+  pgg_buf err;
+  pgg_buf_init(&err);
+  int rc = PGG_OK;
+  if (opt->tls_cert && opt->client_tls != PGG_CLIENT_TLS_DISABLE)
+    rc = pgg_tls_server_ctx_new(opt->tls_cert, opt->tls_key, &pgg_p.client_ctx, &err);
+  /* sslmode allow tries plaintext first, and plaintext always works here,
+   * so only prefer and stronger ask PostgreSQL for TLS. */
+  if (!rc && opt->upstream_sslmode >= PGG_SSLMODE_PREFER)
+    rc = pgg_tls_client_ctx_new(opt->upstream_sslmode, opt->upstream_ca, &pgg_p.upstream_ctx, &err);
+  if (rc) {
+    pgg_buf_append_u8(&err, 0);
+    fprintf(stderr, "pgguard: TLS: %s\n", err.len > 1 ? (const char *)err.data : pgg_strerror(rc));
+  }
+  pgg_buf_free(&err);
+  return rc;
+}
+
 static int run(pgg_options *opt)
 {
   pgg_p.loop = uv_default_loop();
@@ -78,6 +98,8 @@ static int run(pgg_options *opt)
             opt->upstream.port, uv_strerror(err));
     return 2;
   }
+  if (tls_setup(opt))
+    return 2;
   if (pgg_listener_start())
     return 1;
   if (pgg_admin_http_start())

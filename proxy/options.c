@@ -17,6 +17,7 @@ enum {
   OPT_LOG_LEVEL, OPT_SCHEMA, OPT_ADMIN_URL, OPT_SHADOW_URL, OPT_OBJECT_OWNER, OPT_REPAIR,
   OPT_REPAIR_WAIT, OPT_DRIFT_INTERVAL, OPT_REPAIR_COOLDOWN, OPT_LOCK_TIMEOUT,
   OPT_STATEMENT_TIMEOUT, OPT_STRICT, OPT_JSON, OPT_HELP, OPT_VERSION,
+  OPT_TLS_CERT, OPT_TLS_KEY, OPT_CLIENT_TLS, OPT_UPSTREAM_SSLMODE, OPT_UPSTREAM_CA,
 };
 
 static const struct option longopts[] = {
@@ -36,6 +37,11 @@ static const struct option longopts[] = {
   {"repair-cooldown", required_argument, NULL, OPT_REPAIR_COOLDOWN},
   {"lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT},
   {"statement-timeout", required_argument, NULL, OPT_STATEMENT_TIMEOUT},
+  {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+  {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+  {"client-tls", required_argument, NULL, OPT_CLIENT_TLS},
+  {"upstream-sslmode", required_argument, NULL, OPT_UPSTREAM_SSLMODE},
+  {"upstream-ca", required_argument, NULL, OPT_UPSTREAM_CA},
   {"strict", no_argument, NULL, OPT_STRICT},
   {"json", no_argument, NULL, OPT_JSON},
   {"help", no_argument, NULL, OPT_HELP},
@@ -61,6 +67,11 @@ static const struct { int opt; const char *env; } envs[] = {
   {OPT_REPAIR_COOLDOWN, "PGGUARD_REPAIR_COOLDOWN"},
   {OPT_LOCK_TIMEOUT, "PGGUARD_LOCK_TIMEOUT"},
   {OPT_STATEMENT_TIMEOUT, "PGGUARD_STATEMENT_TIMEOUT"},
+  {OPT_TLS_CERT, "PGGUARD_TLS_CERT"},
+  {OPT_TLS_KEY, "PGGUARD_TLS_KEY"},
+  {OPT_CLIENT_TLS, "PGGUARD_CLIENT_TLS"},
+  {OPT_UPSTREAM_SSLMODE, "PGGUARD_UPSTREAM_SSLMODE"},
+  {OPT_UPSTREAM_CA, "PGGUARD_UPSTREAM_CA"},
 };
 
 void pgg_options_usage(FILE *f)
@@ -77,6 +88,14 @@ void pgg_options_usage(FILE *f)
     "  --max-message-size BYTES     largest protocol message accepted (1073741824)\n"
     "  --shutdown-timeout SECONDS   grace period on SIGTERM/SIGINT (30)\n"
     "  --log-level LEVEL            debug, info, warn, error (info)\n"
+    "\n"
+    "TLS:\n"
+    "  --tls-cert FILE              certificate chain (PEM) offered to applications\n"
+    "  --tls-key FILE               its private key (PEM)\n"
+    "  --client-tls MODE            disable, allow (default when a certificate is given), require\n"
+    "  --upstream-sslmode MODE      toward PostgreSQL, as libpq: disable, allow, prefer (default),\n"
+    "                               require, verify-ca, verify-full\n"
+    "  --upstream-ca FILE           CA certificates for verify-ca / verify-full\n"
     "\n"
     "Schema guard (off unless --schema is given):\n"
     "  --schema PATH                desired schema: a .sql file or a folder of them\n"
@@ -179,6 +198,30 @@ static int apply(pgg_options *o, int opt, const char *name, const char *v)
       return bad(name, v, "expected debug, info, warn or error");
     pgg_log_level = pgg_log_level_parse(v);
     return PGG_OK;
+  case OPT_TLS_CERT:
+    o->tls_cert = v;
+    return PGG_OK;
+  case OPT_TLS_KEY:
+    o->tls_key = v;
+    return PGG_OK;
+  case OPT_CLIENT_TLS:
+    if (strcmp(v, "disable") == 0)
+      o->client_tls = PGG_CLIENT_TLS_DISABLE;
+    else if (strcmp(v, "allow") == 0)
+      o->client_tls = PGG_CLIENT_TLS_ALLOW;
+    else if (strcmp(v, "require") == 0)
+      o->client_tls = PGG_CLIENT_TLS_REQUIRE;
+    else
+      return bad(name, v, "expected disable, allow or require");
+    o->client_tls_set = true;
+    return PGG_OK;
+  case OPT_UPSTREAM_SSLMODE:
+    if (pgg_sslmode_parse(v, &o->upstream_sslmode))
+      return bad(name, v, "expected disable, allow, prefer, require, verify-ca or verify-full");
+    return PGG_OK;
+  case OPT_UPSTREAM_CA:
+    o->upstream_ca = v;
+    return PGG_OK;
   case OPT_SCHEMA:
     o->guard.schema_path = v;
     return PGG_OK;
@@ -235,6 +278,7 @@ int pgg_options_parse(pgg_options *o, int argc, char **argv)
   o->admin.port = 9930;
   o->max_message = PGG_DEFAULT_MAX_MESSAGE;
   o->shutdown_timeout = 30;
+  o->upstream_sslmode = PGG_SSLMODE_PREFER;
   pgg_guard_config_defaults(&o->guard);
 
   int first = 1;
@@ -298,6 +342,17 @@ int pgg_options_parse(pgg_options *o, int argc, char **argv)
   }
   if (o->guard.schema_path && !o->guard.admin_url) {
     fprintf(stderr, "pgguard: --schema needs --admin-url (or PGGUARD_ADMIN_URL): the role pgguard uses to read and repair the schema\n");
+    return PGG_ERR_CONFIG;
+  }
+  if (!o->tls_cert != !o->tls_key) {
+    fprintf(stderr, "pgguard: --tls-cert and --tls-key go together\n");
+    return PGG_ERR_CONFIG;
+  }
+  if (!o->client_tls_set)
+    o->client_tls = o->tls_cert ? PGG_CLIENT_TLS_ALLOW : PGG_CLIENT_TLS_DISABLE;
+  if (o->client_tls != PGG_CLIENT_TLS_DISABLE && !o->tls_cert) {
+    fprintf(stderr, "pgguard: --client-tls=%s needs --tls-cert and --tls-key\n",
+            o->client_tls == PGG_CLIENT_TLS_ALLOW ? "allow" : "require");
     return PGG_ERR_CONFIG;
   }
   if (strcmp(o->command, "run") == 0 && o->listen.port == 0) {

@@ -10,11 +10,18 @@
 
 #include "guard.h"
 #include "protocol.h"
+#include "tls.h"
 
 typedef struct {
   char host[256];
   int port;
 } pgg_hostport;
+
+typedef enum {
+  PGG_CLIENT_TLS_DISABLE = 0,   /* answer N to SSLRequest */
+  PGG_CLIENT_TLS_ALLOW,         /* answer S when a certificate is configured */
+  PGG_CLIENT_TLS_REQUIRE,       /* refuse plaintext clients (28000) */
+} pgg_client_tls;
 
 typedef struct {
   const char *command;          /* "run", "check", "plan" */
@@ -24,6 +31,12 @@ typedef struct {
   size_t max_message;           /* --max-message-size */
   double shutdown_timeout;      /* --shutdown-timeout seconds */
   bool json;                    /* check --json */
+  const char *tls_cert;         /* --tls-cert: certificate chain for the client leg */
+  const char *tls_key;          /* --tls-key */
+  pgg_client_tls client_tls;    /* --client-tls */
+  pgg_sslmode upstream_sslmode; /* --upstream-sslmode, as libpq's sslmode */
+  const char *upstream_ca;      /* --upstream-ca: CA file for verify-ca / verify-full */
+  bool client_tls_set;
   pgg_guard_config guard;
 } pgg_options;
 
@@ -37,6 +50,8 @@ typedef struct {
   uv_loop_t *loop;
   pgg_options *opt;
   struct sockaddr_storage upstream_addr;
+  pgg_tls_ctx *client_ctx;      /* TLS toward applications, or NULL */
+  pgg_tls_ctx *upstream_ctx;    /* TLS toward PostgreSQL, or NULL (sslmode disable/allow) */
   bool shutting_down;
   uint64_t next_conn_id;
 } pgg_proxy;
