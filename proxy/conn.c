@@ -869,6 +869,14 @@ static void hold_start(conn *c, const pgg_msg *m)
     uv_timer_start(&h->timer, on_hold_timeout,
                    (uint64_t)(pgg_p.opt->guard.repair_wait * 1000.0), 0);
     break;
+  case PGG_ASK_NOTHING_MISSING:
+    /* Nothing is missing now: another sidecar may have created the object
+     * since this request failed, so replaying is worth one round trip. If
+     * the object is not in the desired schema, the replay fails the same
+     * way and that error goes to the client. */
+    h->answered = true;
+    h->outcome = PGG_REPAIR_NOTHING;
+    break;
   default:
     h->answered = true;
     h->outcome = PGG_REPAIR_FAILED;

@@ -1,0 +1,76 @@
+# Either side hanging up mid-session: a dead client frees its server backend, a terminated
+# backend closes its client with the server's FATAL, and pgguard keeps serving everyone else.
+import signal
+import subprocess
+
+import psycopg2
+import pytest
+
+from conftest import PSQL, client_env
+from pgwire import RawConn, error_fields
+
+
+def test_killing_client_mid_query_frees_server_backend(pg, target, appdb):
+  app = "hangup_kill_" + target.name
+  client = subprocess.Popen([PSQL, "-X", "-d", target.dsn(application_name=app, **appdb),
+                             "-c", "SELECT pg_sleep(30)"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=client_env())
+  try:
+    pg.wait_backends(app, 1, state="active")
+  finally:
+    client.send_signal(signal.SIGKILL)
+    client.wait(timeout=10)
+  # The backend is inside pg_sleep; it notices the closed socket at its next
+  # client_connection_check_interval (200 ms in this cluster).
+  pg.wait_backends(app, 0, timeout=5)
+
+
+def test_client_closing_idle_connection_frees_server_backend(pg, target, appdb):
+  app = "hangup_idle_" + target.name
+  raw = RawConn(target.host, target.port)
+  raw.startup(appdb["user"], appdb["dbname"], appdb["password"], extra={"application_name": app})
+  pg.wait_backends(app, 1)
+  raw.close()  # no Terminate message: an abrupt close
+  pg.wait_backends(app, 0, timeout=5)
+
+
+def test_terminated_backend_sends_fatal_57P01_and_closes_client(pg, target, appdb):
+  app = "hangup_term_" + target.name
+  with RawConn(target.host, target.port) as raw:
+    raw.startup(appdb["user"], appdb["dbname"], appdb["password"], extra={"application_name": app})
+    (pid, _, _, _), = pg.wait_backends(app, 1)
+    assert pg.sql("SELECT pg_terminate_backend(%s)", (pid,)) == [(True,)]
+    msgs = raw.read_to_eof(timeout=5)
+  fields = error_fields(msgs)
+  assert fields is not None, "no ErrorResponse before close: %r" % msgs
+  assert fields["S"] == "FATAL" and fields["C"] == "57P01"
+  assert fields["M"] == "terminating connection due to administrator command"
+
+
+def test_terminated_backend_fails_libpq_client_and_others_keep_working(pg, target, appdb):
+  app = "hangup_libpq_" + target.name
+  victim = target.connect(application_name=app, **appdb)
+  bystander = target.connect(**appdb)
+  try:
+    (pid, _, _, _), = pg.wait_backends(app, 1)
+    pg.sql("SELECT pg_terminate_backend(%s)", (pid,))
+    pg.wait_backends(app, 0)
+    with pytest.raises(psycopg2.OperationalError) as ei:
+      with victim.cursor() as cur:
+        cur.execute("SELECT 1")
+    # libpq reports the server's FATAL, or only the close when its send raced the FATAL.
+    assert ("terminating connection due to administrator command" in str(ei.value)
+            or "server closed the connection unexpectedly" in str(ei.value))
+    assert victim.closed
+    with bystander.cursor() as cur:
+      cur.execute("SELECT 'still serving'")
+      assert cur.fetchone() == ("still serving",)
+    fresh = target.connect(**appdb)
+    with fresh.cursor() as cur:
+      cur.execute("SELECT 2")
+      assert cur.fetchone() == (2,)
+    fresh.close()
+  finally:
+    victim.close()
+    bystander.close()
