@@ -48,9 +48,12 @@ static struct {
   unsigned missing_labels;
   char *drift_json;
   uv_timer_t timer;
+  pgg_guard_config pending;   /* a reloaded configuration, applied between jobs */
+  bool has_pending;
 } g;
 
 static void schedule(void);
+static void on_tick(uv_timer_t *t);
 
 bool pgg_guardian_active(void)
 {
@@ -222,10 +225,33 @@ static void job_done(uv_work_t *w, int status)
   schedule();
 }
 
+/*
+ * Jobs on the thread pool read the configuration; it changes only here,
+ * between jobs. The admin URL is the admin session's own copy: it stays.
+ */
+static void apply_pending(void)
+{
+  pgg_guard_config *cfg = &pgg_p.opt->guard;
+  const pgg_guard_config *n = &g.pending;
+  cfg->schema_path = n->schema_path;
+  cfg->shadow_url = n->shadow_url;
+  cfg->repair_mode = n->repair_mode;
+  cfg->repair_wait = n->repair_wait;
+  cfg->cooldown = n->cooldown;
+  if (n->drift_interval != cfg->drift_interval) {
+    cfg->drift_interval = n->drift_interval;
+    uint64_t every = (uint64_t)(cfg->drift_interval * 1000);
+    uv_timer_start(&g.timer, on_tick, every, every);
+  }
+  g.has_pending = false;
+}
+
 static void schedule(void)
 {
   if (g.running != JOB_NONE || pgg_p.shutting_down)
     return;
+  if (g.has_pending)
+    apply_pending();
   job_kind next = JOB_NONE;
   if (g.want_load) {
     next = JOB_LOAD;
@@ -336,10 +362,18 @@ int pgg_guardian_start(void)
   return PGG_OK;
 }
 
-void pgg_guardian_reload(void)
+void pgg_guardian_reload(const pgg_guard_config *next)
 {
   if (!g.configured)
     return;
+  if (!next->schema_path) {
+    pgg_log(PGG_LOG_WARN, "reload_needs_restart", "reason=%s",
+            pgg_logq("turning the guard off needs a restart; keeping the old schema"));
+    return;
+  }
+  g.pending = *next;
+  g.has_pending = true;
+  g.schema_broken = false;
   pgg_log(PGG_LOG_INFO, "schema_reload", "path=%s", pgg_logq(g.cfg->schema_path));
   g.want_load = true;
   schedule();

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <errno.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -15,6 +17,11 @@
 pgg_proxy pgg_p;
 
 static uv_signal_t sig_term, sig_int, sig_hup;
+static int saved_argc;
+static char **saved_argv;
+/* TLS contexts replaced by a reload: sessions still point at them. */
+static pgg_tls_ctx *retired[64];
+static size_t nretired;
 static uv_timer_t drain_timer;
 static uint64_t drain_deadline;
 
@@ -60,9 +67,68 @@ static void on_stop_signal(uv_signal_t *s, int signum)
   uv_timer_start(&drain_timer, on_drain_tick, 0, 50);
 }
 
+static void retire(pgg_tls_ctx *ctx)
+{
+  if (!ctx)
+    return;
+  if (nretired < sizeof(retired) / sizeof(retired[0]))
+    retired[nretired++] = ctx;
+  /* Past 64 reloads the oldest contexts are simply kept: a few KiB each. */
+}
+
+/*
+ * SIGHUP: reread the config file and the environment with the original
+ * flags on top, then apply what can change without dropping anyone: the log
+ * level, TLS certificates (new sessions get the new ones), the guard's
+ * timings and the desired schema. Listen and upstream addresses and the
+ * admin URL need a restart; a reload that changes them says so.
+ */
 static void on_hup(uv_signal_t *s, int signum)
 {
-  pgg_guardian_reload();
+  static pgg_options next;
+  pgg_options *cur = pgg_p.opt;
+  int old_level = pgg_log_level;
+  if (pgg_options_parse(&next, saved_argc, saved_argv)) {
+    pgg_log_level = old_level;
+    pgg_log(PGG_LOG_ERROR, "reload_failed", "reason=%s",
+            pgg_logq("the configuration is invalid (see the message above); keeping the old one"));
+    return;
+  }
+  pgg_tls_ctx *client_ctx = NULL, *upstream_ctx = NULL;
+  pgg_buf err;
+  pgg_buf_init(&err);
+  int rc = PGG_OK;
+  if (next.tls_cert && next.client_tls != PGG_CLIENT_TLS_DISABLE)
+    rc = pgg_tls_server_ctx_new(next.tls_cert, next.tls_key, &client_ctx, &err);
+  if (!rc && next.upstream_sslmode >= PGG_SSLMODE_PREFER)
+    rc = pgg_tls_client_ctx_new(next.upstream_sslmode, next.upstream_ca, &upstream_ctx, &err);
+  if (rc) {
+    pgg_buf_append_u8(&err, 0);
+    pgg_log(PGG_LOG_ERROR, "reload_failed", "reason=%s", pgg_logq((const char *)err.data));
+    pgg_tls_ctx_free(client_ctx);
+    pgg_tls_ctx_free(upstream_ctx);
+    pgg_buf_free(&err);
+    pgg_log_level = old_level;
+    return;
+  }
+  pgg_buf_free(&err);
+  if (strcmp(next.listen.host, cur->listen.host) || next.listen.port != cur->listen.port ||
+      strcmp(next.upstream.host, cur->upstream.host) || next.upstream.port != cur->upstream.port ||
+      (next.guard.admin_url && cur->guard.admin_url && strcmp(next.guard.admin_url, cur->guard.admin_url)))
+    pgg_log(PGG_LOG_WARN, "reload_needs_restart", "reason=%s",
+            pgg_logq("listen, upstream and admin URL changes take effect only after a restart"));
+  retire(pgg_p.client_ctx);
+  retire(pgg_p.upstream_ctx);
+  pgg_p.client_ctx = client_ctx;
+  pgg_p.upstream_ctx = upstream_ctx;
+  cur->tls_cert = next.tls_cert;
+  cur->tls_key = next.tls_key;
+  cur->client_tls = next.client_tls;
+  cur->upstream_sslmode = next.upstream_sslmode;
+  cur->upstream_ca = next.upstream_ca;
+  cur->shutdown_timeout = next.shutdown_timeout;
+  pgg_log(PGG_LOG_INFO, "reloaded", "config=%s", pgg_logq(cur->config_path ? cur->config_path : "(none)"));
+  pgg_guardian_reload(&next.guard);
 }
 
 /* Certificates are read before listening, so a bad file stops start-up. */
@@ -83,6 +149,25 @@ static int tls_setup(pgg_options *opt)
   }
   pgg_buf_free(&err);
   return rc;
+}
+
+static int check_config(pgg_options *opt)
+{
+  pgg_p.loop = uv_default_loop();
+  if (tls_setup(opt))
+    return 2;
+  struct sockaddr_storage addr;
+  if (pgg_resolve(&opt->listen, &addr, true) || pgg_resolve(&opt->upstream, &addr, false)) {
+    fprintf(stderr, "pgguard: cannot resolve the listen or upstream address\n");
+    return 2;
+  }
+  if (opt->guard.schema_path && access(opt->guard.schema_path, R_OK) != 0) {
+    fprintf(stderr, "pgguard: cannot read schema \"%s\": %s\n", opt->guard.schema_path,
+            strerror(errno));
+    return 2;
+  }
+  printf("pgguard: configuration OK\n");
+  return 0;
 }
 
 static int run(pgg_options *opt)
@@ -118,14 +203,22 @@ static int run(pgg_options *opt)
   uv_run(pgg_p.loop, UV_RUN_DEFAULT);
   pgg_guardian_free();
   uv_loop_close(pgg_p.loop);
+  pgg_tls_ctx_free(pgg_p.client_ctx);
+  pgg_tls_ctx_free(pgg_p.upstream_ctx);
+  for (size_t i = 0; i < nretired; i++)
+    pgg_tls_ctx_free(retired[i]);
   return 0;
 }
 
 int main(int argc, char **argv)
 {
-  pgg_options opt;
+  static pgg_options opt;
+  saved_argc = argc;
+  saved_argv = argv;
   if (pgg_options_parse(&opt, argc, argv))
     return 2;
+  if (opt.check_config)
+    return check_config(&opt);
   if (strcmp(opt.command, "help") == 0) {
     pgg_options_usage(stdout);
     return 0;
@@ -138,5 +231,7 @@ int main(int argc, char **argv)
     return pgg_cli_check(&opt.guard, opt.json);
   if (strcmp(opt.command, "plan") == 0)
     return pgg_cli_plan(&opt.guard);
-  return run(&opt);
+  int rc = run(&opt);
+  pgg_options_free();
+  return rc;
 }

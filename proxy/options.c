@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <ini.h>
+#include <ctype.h>
+
 #include "log.h"
 
 enum {
@@ -18,6 +21,7 @@ enum {
   OPT_REPAIR_WAIT, OPT_DRIFT_INTERVAL, OPT_REPAIR_COOLDOWN, OPT_LOCK_TIMEOUT,
   OPT_STATEMENT_TIMEOUT, OPT_STRICT, OPT_JSON, OPT_HELP, OPT_VERSION,
   OPT_TLS_CERT, OPT_TLS_KEY, OPT_CLIENT_TLS, OPT_UPSTREAM_SSLMODE, OPT_UPSTREAM_CA,
+  OPT_CONFIG, OPT_ADMIN_URL_FILE, OPT_CHECK_CONFIG,
 };
 
 static const struct option longopts[] = {
@@ -42,6 +46,9 @@ static const struct option longopts[] = {
   {"client-tls", required_argument, NULL, OPT_CLIENT_TLS},
   {"upstream-sslmode", required_argument, NULL, OPT_UPSTREAM_SSLMODE},
   {"upstream-ca", required_argument, NULL, OPT_UPSTREAM_CA},
+  {"config", required_argument, NULL, OPT_CONFIG},
+  {"admin-url-file", required_argument, NULL, OPT_ADMIN_URL_FILE},
+  {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
   {"strict", no_argument, NULL, OPT_STRICT},
   {"json", no_argument, NULL, OPT_JSON},
   {"help", no_argument, NULL, OPT_HELP},
@@ -67,6 +74,8 @@ static const struct { int opt; const char *env; } envs[] = {
   {OPT_REPAIR_COOLDOWN, "PGGUARD_REPAIR_COOLDOWN"},
   {OPT_LOCK_TIMEOUT, "PGGUARD_LOCK_TIMEOUT"},
   {OPT_STATEMENT_TIMEOUT, "PGGUARD_STATEMENT_TIMEOUT"},
+  {OPT_ADMIN_URL_FILE, "PGGUARD_ADMIN_URL_FILE"},
+  {OPT_STRICT, "PGGUARD_STRICT"},
   {OPT_TLS_CERT, "PGGUARD_TLS_CERT"},
   {OPT_TLS_KEY, "PGGUARD_TLS_KEY"},
   {OPT_CLIENT_TLS, "PGGUARD_CLIENT_TLS"},
@@ -78,8 +87,12 @@ void pgg_options_usage(FILE *f)
 {
   fputs(
     "Usage: pgguard [run] [OPTIONS]     proxy PostgreSQL, guarding the schema\n"
+    "       pgguard --check-config [OPTIONS]  validate the settings and exit\n"
     "       pgguard check [OPTIONS]     print the drift; exit 1 if objects are missing\n"
     "       pgguard plan [OPTIONS]      print the additive repair plan, run nothing\n"
+    "\n"
+    "  -c, --config FILE            an INI file: [pgguard] section, keys are the long\n"
+    "                               option names (listen = 127.0.0.1:6432); SIGHUP rereads it\n"
     "\n"
     "Proxy:\n"
     "  --listen HOST:PORT           where applications connect (127.0.0.1:6432)\n"
@@ -100,6 +113,7 @@ void pgg_options_usage(FILE *f)
     "Schema guard (off unless --schema is given):\n"
     "  --schema PATH                desired schema: a .sql file or a folder of them\n"
     "  --admin-url URL              libpq URL of a role that may create objects in the database\n"
+    "  --admin-url-file FILE        read the admin URL from a file (keeps the password off ps)\n"
     "  --shadow-url URL             database to load the schema into (default: one pgguard creates)\n"
     "  --object-owner ROLE          owner of repaired objects (default: the database owner)\n"
     "  --repair MODE                on-error (default), eager, off\n"
@@ -111,7 +125,8 @@ void pgg_options_usage(FILE *f)
     "  --strict                     refuse to start if the schema does not load\n"
     "  --json                       check: print JSON\n"
     "\n"
-    "Every option can also be set as PGGUARD_<NAME> (e.g. PGGUARD_UPSTREAM); a flag wins.\n",
+    "Every option can also be set as PGGUARD_<NAME> (e.g. PGGUARD_UPSTREAM) or in the config\n"
+    "file; a flag wins over the environment, which wins over the file.\n",
     f);
 }
 
@@ -145,6 +160,66 @@ int pgg_hostport_parse(const char *s, pgg_hostport *out)
   out->host[hlen] = 0;
   out->port = (int)port;
   return PGG_OK;
+}
+
+/* Strings read from a config file or a secret file; freed at exit. */
+static char **owned;
+static size_t nowned;
+
+static const char *keep(const char *v)
+{
+  char **grown = realloc(owned, (nowned + 1) * sizeof(*owned));
+  char *copy = strdup(v);
+  if (!grown || !copy) {
+    free(copy);
+    if (grown)
+      owned = grown;
+    return NULL;
+  }
+  owned = grown;
+  owned[nowned++] = copy;
+  return copy;
+}
+
+void pgg_options_free(void)
+{
+  for (size_t i = 0; i < nowned; i++)
+    free(owned[i]);
+  free(owned);
+  owned = NULL;
+  nowned = 0;
+}
+
+static int read_secret_file(const char *name, const char *path, const char **out)
+{
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    fprintf(stderr, "pgguard: cannot read %s \"%s\": %s\n", name, path, strerror(errno));
+    return PGG_ERR_CONFIG;
+  }
+  char buf[4096];
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  while (n && isspace((unsigned char)buf[n - 1]))
+    buf[--n] = 0;
+  if (!n) {
+    fprintf(stderr, "pgguard: %s \"%s\" is empty\n", name, path);
+    return PGG_ERR_CONFIG;
+  }
+  *out = keep(buf);
+  return *out ? PGG_OK : PGG_ERR_NOMEM;
+}
+
+static bool parse_bool(const char *v, bool *out)
+{
+  if (!strcmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on"))
+    *out = true;
+  else if (!strcmp(v, "0") || !strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off"))
+    *out = false;
+  else
+    return false;
+  return true;
 }
 
 static int bad(const char *name, const char *value, const char *why)
@@ -197,6 +272,12 @@ static int apply(pgg_options *o, int opt, const char *name, const char *v)
     if (pgg_log_level_parse(v) < 0)
       return bad(name, v, "expected debug, info, warn or error");
     pgg_log_level = pgg_log_level_parse(v);
+    return PGG_OK;
+  case OPT_ADMIN_URL_FILE:
+    return read_secret_file(name, v, &o->guard.admin_url);
+  case OPT_STRICT:
+    if (!parse_bool(v, &o->guard.strict))
+      return bad(name, v, "expected true or false");
     return PGG_OK;
   case OPT_TLS_CERT:
     o->tls_cert = v;
@@ -266,6 +347,80 @@ static int apply(pgg_options *o, int opt, const char *name, const char *v)
   return PGG_OK;
 }
 
+typedef struct {
+  pgg_options *o;
+  const char *path;
+  FILE *f;
+  int line;
+  int err;
+} ini_ctx;
+
+/* fgets, counting lines, so that an error can name the line it is on. */
+static char *ini_read_line(char *str, int num, void *stream)
+{
+  ini_ctx *ic = stream;
+  char *r = fgets(str, num, ic->f);
+  if (r)
+    ic->line++;
+  return r;
+}
+
+static int ini_on_key(void *user, const char *section, const char *key, const char *value)
+{
+  ini_ctx *ic = user;
+  char name[300];
+  if (ic->err)
+    return 1;
+  if (*section && strcmp(section, "pgguard") != 0) {
+    fprintf(stderr, "pgguard: %s line %d: unknown section [%s] (expected [pgguard])\n", ic->path,
+            ic->line, section);
+    ic->err = PGG_ERR_CONFIG;
+    return 0;
+  }
+  char flag[64];
+  size_t i;
+  for (i = 0; key[i] && i < sizeof(flag) - 1; i++)
+    flag[i] = key[i] == '_' ? '-' : key[i];
+  flag[i] = 0;
+  snprintf(name, sizeof(name), "\"%s\" (%s line %d)", key, ic->path, ic->line);
+  for (const struct option *lo = longopts; lo->name; lo++) {
+    if (strcmp(lo->name, flag) != 0)
+      continue;
+    if (lo->val == OPT_CONFIG || lo->val == OPT_HELP || lo->val == OPT_VERSION ||
+        lo->val == OPT_JSON || lo->val == OPT_CHECK_CONFIG)
+      break;
+    const char *v = keep(value);
+    if (!v || apply(ic->o, lo->val, name, v)) {
+      ic->err = PGG_ERR_CONFIG;
+      return 0;
+    }
+    return 1;
+  }
+  fprintf(stderr, "pgguard: %s line %d: unknown key \"%s\"\n", ic->path, ic->line, key);
+  ic->err = PGG_ERR_CONFIG;
+  return 0;
+}
+
+static int read_config_file(pgg_options *o, const char *path)
+{
+  ini_ctx ic = {.o = o, .path = path};
+  ic.f = fopen(path, "r");
+  if (!ic.f) {
+    fprintf(stderr, "pgguard: cannot read config file \"%s\": %s\n", path, strerror(errno));
+    return PGG_ERR_CONFIG;
+  }
+  int rc = ini_parse_stream(ini_read_line, &ic, ini_on_key, &ic);
+  fclose(ic.f);
+  if (ic.err)
+    return ic.err;
+  if (rc) {
+    fprintf(stderr, "pgguard: %s line %d: not an INI line (expected key = value or [section])\n",
+            path, rc);
+    return PGG_ERR_CONFIG;
+  }
+  return PGG_OK;
+}
+
 int pgg_options_parse(pgg_options *o, int argc, char **argv)
 {
   memset(o, 0, sizeof(*o));
@@ -291,7 +446,17 @@ int pgg_options_parse(pgg_options *o, int argc, char **argv)
     first = 2;
   }
 
-  /* The environment first, so that flags override it. */
+  /* Precedence: flag > environment > config file > default. */
+  o->config_path = getenv("PGGUARD_CONFIG");
+  optind = first;
+  opterr = 0;
+  int opt0, idx0;
+  while ((opt0 = getopt_long(argc, argv, ":hc:", longopts, &idx0)) != -1)
+    if (opt0 == 'c' || opt0 == OPT_CONFIG)
+      o->config_path = optarg;
+  if (o->config_path && *o->config_path && read_config_file(o, o->config_path))
+    return PGG_ERR_CONFIG;
+
   for (size_t i = 0; i < sizeof(envs) / sizeof(envs[0]); i++) {
     const char *v = getenv(envs[i].env);
     if (v && *v && apply(o, envs[i].opt, envs[i].env, v))
@@ -301,7 +466,7 @@ int pgg_options_parse(pgg_options *o, int argc, char **argv)
   optind = first;
   opterr = 0;
   int opt, idx;
-  while ((opt = getopt_long(argc, argv, ":h", longopts, &idx)) != -1) {
+  while ((opt = getopt_long(argc, argv, ":hc:", longopts, &idx)) != -1) {
     if (opt == '?') {
       fprintf(stderr, "pgguard: unknown option \"%s\" (see pgguard --help)\n", argv[optind - 1]);
       return PGG_ERR_CONFIG;
@@ -320,6 +485,12 @@ int pgg_options_parse(pgg_options *o, int argc, char **argv)
     }
     if (opt == OPT_STRICT) {
       o->guard.strict = true;
+      continue;
+    }
+    if (opt == 'c' || opt == OPT_CONFIG)
+      continue;
+    if (opt == OPT_CHECK_CONFIG) {
+      o->check_config = true;
       continue;
     }
     if (opt == OPT_JSON) {

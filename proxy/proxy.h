@@ -37,12 +37,16 @@ typedef struct {
   pgg_sslmode upstream_sslmode; /* --upstream-sslmode, as libpq's sslmode */
   const char *upstream_ca;      /* --upstream-ca: CA file for verify-ca / verify-full */
   bool client_tls_set;
+  const char *config_path;      /* -c / --config / PGGUARD_CONFIG, or NULL */
+  bool check_config;            /* --check-config: validate and exit */
   pgg_guard_config guard;
 } pgg_options;
 
 /* Parse argv and the environment; on error prints why and returns PGG_ERR_CONFIG. */
 int pgg_options_parse(pgg_options *o, int argc, char **argv);
 void pgg_options_usage(FILE *f);
+/* Free the strings read from config and secret files (at exit). */
+void pgg_options_free(void);
 int pgg_hostport_parse(const char *s, pgg_hostport *out);
 
 /* ---- the loop-wide state ---- */
@@ -88,7 +92,7 @@ typedef enum {
 int pgg_guardian_start(void);
 void pgg_guardian_stop(void);
 void pgg_guardian_free(void);
-void pgg_guardian_reload(void);
+void pgg_guardian_reload(const pgg_guard_config *next);
 bool pgg_guardian_active(void);
 bool pgg_guardian_missing_labels(void);
 /* Ask for a repair; w == NULL asks without waiting for the answer. */
