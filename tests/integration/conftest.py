@@ -169,7 +169,8 @@ class Postgres(Endpoint):
   def init(self):
     pwfile = self.root / "pwfile"
     pwfile.write_text(self.password + "\n")
-    shutil.chown(pwfile, "postgres") if os.geteuid() == 0 else None
+    if os.geteuid() == 0:
+      shutil.chown(pwfile, "postgres")
     r = run(as_postgres([str(PGBIN / "initdb"), "-D", str(self.datadir), "-U", self.superuser,
                          "-A", "scram-sha-256", "--pwfile", str(pwfile), "-E", "UTF8",
                          "--locale=C", "--no-sync", "--no-instructions"]),

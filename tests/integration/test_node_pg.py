@@ -1,9 +1,6 @@
 # node-postgres (the `pg` npm package) through pgguard: parameters, 5 MB rows, cancel, error codes.
-import pytest
-
 from conftest import NODE_DIR
 from nodeapps import require_node_modules, run_json
-
 
 
 def test_node_postgres_params_big_rows_cancel_and_error_codes(target, appdb):

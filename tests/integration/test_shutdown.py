@@ -61,8 +61,11 @@ def test_sigterm_lets_running_query_finish(pgguard, appdb):
 def test_sigterm_with_no_clients_exits_0_promptly(pgguard):
   gg = pgguard("--shutdown-timeout", "5")
   started = time.monotonic()
-  assert gg.stop(signal.SIGTERM, timeout=5) == 0, gg.log[-2000:]
-  assert time.monotonic() - started < 2
+  rc = gg.stop(signal.SIGTERM, timeout=8)
+  took = time.monotonic() - started
+  assert rc == 0, "exit code %r; log:\n%s" % (rc, gg.log[-2000:])
+  # Nothing to wait for: it must not sit out the 5 s grace period.
+  assert took < 4, "took %.2fs to exit with no clients; log:\n%s" % (took, gg.log[-2000:])
 
 
 def test_sigint_exits_0(pgguard):

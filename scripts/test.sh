@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# The whole check, as CI runs it: install dependencies, build a release build (-Werror) and an
+# ASan+UBSan build, run ctest (unit tests and the pytest integration suite) in both.
+# Exits non-zero on any failure; the last line is "Total: N passed, N failed".
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+JOBS="${JOBS:-2}"
+# Build directories; overridable so a developer's own build/ is left alone.
+BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
+ASAN_BUILD_DIR="${ASAN_BUILD_DIR:-$ROOT/build-asan}"
+passed=0
+failed=0
+failures=()
+
+say() { printf '\n=== %s\n' "$*"; }
+
+fail_step() {
+  failed=$((failed + 1))
+  failures+=("$1")
+  printf 'test.sh: FAILED: %s\n' "$1" >&2
+}
+
+# Runs ctest in a build directory and adds its counts to the totals.
+run_ctest() {
+  local name="$1" dir="$2" out rc total nfail
+  out="$(mktemp)"
+  (cd "$dir" && ctest --output-on-failure --timeout 1600) 2>&1 | tee "$out"
+  rc=${PIPESTATUS[0]}
+  if read -r nfail total < <(sed -nE 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1 \2/p' "$out" | tail -1) \
+      && [[ -n "$total" ]]; then
+    passed=$((passed + total - nfail))
+    failed=$((failed + nfail))
+    ((nfail == 0)) || failures+=("$name: $nfail of $total ctest tests failed")
+    if ((rc != 0 && nfail == 0)); then fail_step "$name: ctest exited $rc"; fi
+  else
+    fail_step "$name: ctest printed no result (exit $rc)"
+  fi
+  rm -f "$out"
+  # ctest shows a passing test's output only in its log; surface pytest's own count.
+  local pyline
+  pyline="$(grep -E '^=* *[0-9]+ (passed|failed).* in [0-9.]+s' "$dir/Testing/Temporary/LastTest.log" 2>/dev/null | tail -1)"
+  [[ -n "$pyline" ]] && printf '%s integration (pytest): %s\n' "$name" "$pyline"
+  return 0
+}
+
+# Configures, builds and tests one build directory.
+build_and_test() {
+  local name="$1" dir="$2"
+  shift 2
+  say "$name: configure ($dir)"
+  mkdir -p "$dir"
+  if ! cmake -S "$ROOT" -B "$dir" "$@" >"$dir/configure.log" 2>&1; then
+    cat "$dir/configure.log"
+    fail_step "$name: cmake configure"
+    return
+  fi
+  say "$name: build"
+  if ! make -C "$dir" -j"$JOBS" --no-print-directory 2>&1; then
+    fail_step "$name: build"
+    return
+  fi
+  say "$name: ctest"
+  run_ctest "$name" "$dir"
+}
+
+say "dependencies"
+if ! bash "$ROOT/scripts/install-deps.sh"; then
+  fail_step "install-deps.sh"
+  printf '\nTotal: %d passed, %d failed\n' "$passed" "$failed"
+  exit 1
+fi
+
+build_and_test release "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS=-Werror -DPGG_SANITIZE=OFF
+
+# No sanitizer options are exported here: the unit tests run with ASan's defaults (leak checks
+# on, UBSan fatal via -fno-sanitize-recover), and the integration fixtures give pgguard its own
+# ASAN_OPTIONS (detect_leaks=1:abort_on_error=1) without passing them to PostgreSQL's clients.
+build_and_test asan "$ASAN_BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPGG_SANITIZE=ON
+
+# The protocol parsers under libFuzzer (clang): a short run each, from the committed seed corpus.
+# New inputs go to a temporary directory, never into the repository.
+fuzz_step() {
+  local dir="${FUZZ_BUILD_DIR:-$ROOT/build-fuzz}" secs="${FUZZ_SECONDS:-30}" f corpus
+  say "fuzz: build ($dir)"
+  mkdir -p "$dir"
+  if ! CC=clang-14 cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPGG_FUZZ=ON \
+      >"$dir/configure.log" 2>&1 || ! make -C "$dir" -j"$JOBS" --no-print-directory fuzz_frame fuzz_messages; then
+    cat "$dir/configure.log" 2>/dev/null
+    fail_step "fuzz: build"
+    return
+  fi
+  for f in frame messages; do
+    corpus="$(mktemp -d)"
+    say "fuzz: fuzz_$f for ${secs}s"
+    if (cd "$corpus" && "$dir/fuzz_$f" -max_total_time="$secs" -print_final_stats=1 "$corpus" \
+          "$ROOT/tests/fuzz/corpus/$f" 2>&1 | grep -E '^(stat::number_of_executed_units|==[0-9]+==|SUMMARY)')
+       [[ ${PIPESTATUS[0]} -eq 0 ]]; then
+      passed=$((passed + 1))
+    else
+      fail_step "fuzz: fuzz_$f found a crash (see above)"
+    fi
+    rm -rf "$corpus"
+  done
+}
+fuzz_step
+
+say "summary"
+for f in "${failures[@]+"${failures[@]}"}"; do
+  printf '  failed: %s\n' "$f"
+done
+printf 'Total: %d passed, %d failed\n' "$passed" "$failed"
+((failed == 0))
