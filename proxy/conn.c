@@ -620,8 +620,21 @@ static void startup_bytes(conn *c, const uint8_t *p, size_t n)
     }
     p += take;
     n -= take;
-    if (c->startup.len == len)
+    if (c->startup.len == len) {
+      bool had_tls = c->cl.tls != NULL;
       startup_packet(c);
+      if (!had_tls && c->cl.tls && n) {
+        /* Bytes that came with the SSLRequest were not protected by TLS: a
+         * man in the middle could have put them there (CVE-2021-23214). */
+        pgg_tls_free(c->cl.tls);
+        c->cl.tls = NULL;
+        send_fatal(c, "08P01", "received unencrypted data after SSL request",
+                   "This could be either a client-software bug or evidence of an attempted "
+                   "man-in-the-middle attack.");
+        conn_close(c, "unencrypted data after SSL request");
+        return;
+      }
+    }
   }
   if (n && c->state != ST_CLOSING) {
     /* Bytes after a StartupMessage before the server answered: a client

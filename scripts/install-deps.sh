@@ -16,7 +16,7 @@ PACKAGES=(
   postgresql-15 postgresql-client-15        # the server the integration tests start, psql, pgbench
   pgbouncer prometheus                      # benchmark comparison; scraping the metrics
   python3-psycopg2 python3-pytest python3-pytest-timeout   # the integration test harness
-  python3-yaml python3-cryptography curl    # deploy-file checks, TLS test certificates, the demo
+  python3-yaml python3-cryptography openssl curl   # deploy-file checks, TLS test certificates, the demo
 )
 
 # Node.js >= 20.19 is needed by Prisma 7. An existing node/npm (e.g. from NodeSource) is kept:
