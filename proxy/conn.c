@@ -805,9 +805,10 @@ static void hold_finish(conn *c)
     return;
   bool replay = h->prior_status != 'I' ||
                 h->outcome == PGG_REPAIR_APPLIED || h->outcome == PGG_REPAIR_NOTHING;
+  static const char *const outcomes[] = {"applied", "nothing_missing", "failed"};
   pgg_log(PGG_LOG_INFO, replay ? "replay" : "replay_skipped",
-          "conn=%llu outcome=%d prior_status=%c wait_ms=%.1f", (unsigned long long)c->id,
-          (int)h->outcome, h->prior_status, (double)(uv_hrtime() - h->started_ns) / 1e6);
+          "conn=%llu repair=%s prior_status=%c wait_ms=%.1f", (unsigned long long)c->id,
+          outcomes[h->outcome], h->prior_status, (double)(uv_hrtime() - h->started_ns) / 1e6);
   if (replay) {
     send_bytes(&c->cl, h->other.data, h->other.len);
     /* In a block, ROLLBACK went out when the error came; re-create the

@@ -70,14 +70,18 @@ EOF
   as_postgres "$PGBIN/pg_ctl" -D "$WORK/data" -l "$WORK/postgres.log" -w -t 60 start >/dev/null
   PGPASSWORD="$PG_PASSWORD" "$PGBIN/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres \
     -c "CREATE ROLE app LOGIN PASSWORD '$APP_PASSWORD'" -c "CREATE DATABASE shop OWNER app"
+  # The database as an old backup has it: only the first release's table.
+  PGPASSWORD="$APP_PASSWORD" "$PGBIN/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U app -d shop \
+    -v ON_ERROR_STOP=1 -f "$ROOT/examples/shop/old.sql"
   echo "PostgreSQL listens on 127.0.0.1:$PG_PORT (data in $WORK/data); role app owns database shop"
+  echo "shop is at an old schema (examples/shop/old.sql); the application expects examples/shop/schema.sql"
 }
 
 start_pgguard() {
   bold "starting pgguard in front of it"
   GG_PORT="$(free_port)"
   ADMIN_PORT="$(free_port)"
-  echo "\$ $PGGUARD --listen 127.0.0.1:$GG_PORT --upstream 127.0.0.1:$PG_PORT --admin-listen 127.0.0.1:$ADMIN_PORT $*"
+  echo "\$ $PGGUARD --listen 127.0.0.1:$GG_PORT --upstream 127.0.0.1:$PG_PORT --admin-listen 127.0.0.1:$ADMIN_PORT ${*//$PG_PASSWORD/***}"
   "$PGGUARD" --listen "127.0.0.1:$GG_PORT" --upstream "127.0.0.1:$PG_PORT" \
     --admin-listen "127.0.0.1:$ADMIN_PORT" --shutdown-timeout 3 "$@" 2>"$WORK/pgguard.log" &
   GG_PID=$!
@@ -92,14 +96,54 @@ through_pgguard() {
     -U app -d shop -v VERBOSITY=verbose -c "$1" || true
 }
 
+ADMIN_URL() { printf 'postgresql://postgres:%s@127.0.0.1:%s/shop' "$PG_PASSWORD" "$PG_PORT"; }
+
+# Prints the metric samples whose line starts with one of the given prefixes.
+metric_lines() {
+  /usr/bin/python3 - "$ADMIN_PORT" "$@" <<'EOF' || true
+import sys, urllib.request
+body = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode()
+for line in body.splitlines():
+    if not line.startswith("#") and any(line.startswith(p) for p in sys.argv[2:]):
+        print("  " + line)
+EOF
+}
+
+# Waits (bounded) for /readyz: the desired schema loaded and a first drift check done.
+wait_ready() {
+  local tries=150
+  while ((tries-- > 0)); do
+    /usr/bin/python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$ADMIN_PORT/readyz', timeout=2)" \
+      2>/dev/null && return 0
+    sleep 0.1
+  done
+  die "pgguard did not become ready; see $WORK/pgguard.log"
+}
+
+heal() {
+  bold "the drift right after the 'restore' (pgguard check: the runbook's first step)"
+  echo "\$ pgguard check --schema examples/shop/schema.sql --admin-url postgresql://postgres:***@127.0.0.1:$PG_PORT/shop"
+  "$PGGUARD" check --schema "$ROOT/examples/shop/schema.sql" --admin-url "$(ADMIN_URL)" || true
+  wait_ready
+  bold "the drift metric before any request"
+  metric_lines 'pgguard_schema_drift_objects{kind="table",state="missing"}' \
+    'pgguard_schema_drift_objects{kind="enum",state="missing"}'
+  bold "the application writes to a table the old backup lacks: pgguard repairs, then replays"
+  through_pgguard "INSERT INTO product_review (product_id, stars, body) VALUES (1, 5, 'lovely') RETURNING id, stars, status"
+  through_pgguard "SELECT p.name, r.stars, r.status FROM product p JOIN product_review r ON r.product_id = p.id"
+  bold "the drift metric after, and what the guard did"
+  metric_lines 'pgguard_schema_drift_objects{kind="table",state="missing"}' \
+    'pgguard_schema_drift_objects{kind="enum",state="missing"}' 'pgguard_repairs_total' \
+    'pgguard_replays_total' 'pgguard_undefined_object_errors_total{sqlstate="42P01"}'
+  bold "nothing was dropped: the old rows are all there, and the new table belongs to the app role"
+  through_pgguard "SELECT count(*) AS products, (SELECT tableowner FROM pg_tables WHERE tablename = 'product_review') AS review_owner FROM product"
+}
+
 run_queries() {
   bold "queries through pgguard (the application's connection string points at port $GG_PORT)"
   through_pgguard "SELECT current_user, inet_server_port() AS server_port, current_setting('server_version') AS version"
-  through_pgguard "CREATE TABLE product (id serial PRIMARY KEY, name text NOT NULL, price numeric(8,2))"
-  through_pgguard "INSERT INTO product (name, price) VALUES ('tea', 3.50), ('coffee', 4.20) RETURNING *"
-  through_pgguard "SELECT name, price FROM product ORDER BY price DESC"
-  bold "an error passes through untouched: same SQLSTATE, message and position as direct"
-  through_pgguard "SELECT * FROM product_review"
+  bold "a table the desired schema does not know is never created: the error passes through untouched"
+  through_pgguard "SELECT * FROM product_reviews"
   bold "a few metrics (GET http://127.0.0.1:$ADMIN_PORT/metrics)"
   /usr/bin/python3 - "$ADMIN_PORT" <<'EOF' || true
 import sys, urllib.request
@@ -135,7 +179,8 @@ main() {
   trap 'exit 130' INT TERM
   install_and_build
   start_postgres
-  start_pgguard
+  start_pgguard --schema "$ROOT/examples/shop/schema.sql" --admin-url "$(ADMIN_URL)"
+  heal
   run_queries
   show_log
   bold "done: everything is stopped and removed on exit"
