@@ -323,14 +323,58 @@ void pgg_guardian_cancel(pgg_guard_waiter *w)
   w->queued = false;
 }
 
+/* ---- upstream probe without a guard ---------------------------------------- */
+
+/*
+ * Without --schema no drift check reaches the database, and a sidecar with
+ * no traffic would report pgguard_upstream_up 0 forever. A TCP connect to
+ * the upstream every few seconds keeps the gauge (and its alert) honest.
+ */
+static struct {
+  uv_timer_t timer;
+  uv_tcp_t tcp;
+  uv_connect_t req;
+  bool busy;
+  bool on;
+} probe;
+
+static void probe_closed(uv_handle_t *h)
+{
+  probe.busy = false;
+}
+
+static void probe_connected(uv_connect_t *req, int status)
+{
+  if (status != UV_ECANCELED)
+    pgg_metrics_g.upstream_up = status == 0 ? 1 : 0;
+  uv_close((uv_handle_t *)&probe.tcp, probe_closed);
+}
+
+static void probe_tick(uv_timer_t *t)
+{
+  if (probe.busy || pgg_p.shutting_down)
+    return;
+  probe.busy = true;
+  uv_tcp_init(pgg_p.loop, &probe.tcp);
+  if (uv_tcp_connect(&probe.req, &probe.tcp, (const struct sockaddr *)&pgg_p.upstream_addr,
+                     probe_connected)) {
+    pgg_metrics_g.upstream_up = 0;
+    uv_close((uv_handle_t *)&probe.tcp, probe_closed);
+  }
+}
+
 /* ---- start, reload, stop --------------------------------------------------- */
 
 int pgg_guardian_start(void)
 {
   const pgg_guard_config *cfg = &pgg_p.opt->guard;
   pgg_metrics_g.upstream_up = 0;
-  if (!cfg->schema_path)
+  if (!cfg->schema_path) {
+    probe.on = true;
+    uv_timer_init(pgg_p.loop, &probe.timer);
+    uv_timer_start(&probe.timer, probe_tick, 0, 5000);
     return PGG_OK;
+  }
   g.configured = true;
   g.cfg = cfg;
   pgg_metrics_g.guard_configured = true;
@@ -381,6 +425,11 @@ void pgg_guardian_reload(const pgg_guard_config *next)
 
 void pgg_guardian_stop(void)
 {
+  if (probe.on) {
+    probe.on = false;
+    uv_timer_stop(&probe.timer);
+    uv_close((uv_handle_t *)&probe.timer, NULL);
+  }
   if (!g.configured)
     return;
   uv_timer_stop(&g.timer);
