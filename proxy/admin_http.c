@@ -145,25 +145,11 @@ static void on_connection(uv_stream_t *server, int status)
 int pgg_admin_http_start(void)
 {
   const pgg_hostport *hp = &pgg_p.opt->admin;
-  struct sockaddr_storage addr;
   if (hp->port == 0)
     return PGG_OK;
-  int err = pgg_resolve(hp, &addr, true);
-  if (err) {
-    fprintf(stderr, "pgguard: cannot resolve admin address %s:%d: %s\n", hp->host, hp->port,
-            uv_strerror(err));
-    return PGG_ERR_CONFIG;
-  }
-  uv_tcp_init(pgg_p.loop, &admin);
-  err = uv_tcp_bind(&admin, (const struct sockaddr *)&addr, 0);
-  if (!err)
-    err = uv_listen((uv_stream_t *)&admin, 64, on_connection);
-  if (err) {
-    fprintf(stderr, "pgguard: cannot listen on admin address %s:%d: %s\n", hp->host, hp->port,
-            uv_strerror(err));
-    uv_close((uv_handle_t *)&admin, NULL);
-    return PGG_ERR_IO;
-  }
+  int err = pgg_listen_tcp(&admin, hp, 64, on_connection, "admin");
+  if (err)
+    return err;
   admin_on = true;
   pgg_log(PGG_LOG_INFO, "admin_listening", "addr=%s:%d", hp->host, hp->port);
   return PGG_OK;

@@ -38,25 +38,39 @@ int pgg_resolve(const pgg_hostport *hp, struct sockaddr_storage *out, bool passi
   return 0;
 }
 
-int pgg_listener_start(void)
+/*
+ * Bind and listen on HOST:PORT; what names the listener in the message a
+ * person gets when the address is taken or does not resolve.
+ */
+int pgg_listen_tcp(uv_tcp_t *h, const pgg_hostport *hp, int backlog, uv_connection_cb cb,
+                   const char *what)
 {
   struct sockaddr_storage addr;
-  const pgg_hostport *hp = &pgg_p.opt->listen;
   int err = pgg_resolve(hp, &addr, true);
   if (err) {
-    fprintf(stderr, "pgguard: cannot resolve listen address %s:%d: %s\n", hp->host, hp->port,
+    fprintf(stderr, "pgguard: cannot resolve the %s address %s:%d: %s\n", what, hp->host, hp->port,
             uv_strerror(err));
     return PGG_ERR_CONFIG;
   }
-  uv_tcp_init(pgg_p.loop, &listener);
-  err = uv_tcp_bind(&listener, (const struct sockaddr *)&addr, 0);
+  uv_tcp_init(pgg_p.loop, h);
+  err = uv_tcp_bind(h, (const struct sockaddr *)&addr, 0);
   if (!err)
-    err = uv_listen((uv_stream_t *)&listener, 511, on_connection);
+    err = uv_listen((uv_stream_t *)h, backlog, cb);
   if (err) {
-    fprintf(stderr, "pgguard: cannot listen on %s:%d: %s\n", hp->host, hp->port, uv_strerror(err));
-    uv_close((uv_handle_t *)&listener, NULL);
+    fprintf(stderr, "pgguard: cannot listen on the %s address %s:%d: %s\n", what, hp->host,
+            hp->port, uv_strerror(err));
+    uv_close((uv_handle_t *)h, NULL);
     return PGG_ERR_IO;
   }
+  return PGG_OK;
+}
+
+int pgg_listener_start(void)
+{
+  const pgg_hostport *hp = &pgg_p.opt->listen;
+  int err = pgg_listen_tcp(&listener, hp, 511, on_connection, "client");
+  if (err)
+    return err;
   listening = true;
   pgg_log(PGG_LOG_INFO, "listening", "addr=%s:%d upstream=%s:%d", hp->host, hp->port,
           pgg_p.opt->upstream.host, pgg_p.opt->upstream.port);

@@ -64,6 +64,8 @@ extern pgg_proxy pgg_p;
 
 /* listener.c */
 int pgg_resolve(const pgg_hostport *hp, struct sockaddr_storage *out, bool passive);
+int pgg_listen_tcp(uv_tcp_t *h, const pgg_hostport *hp, int backlog, uv_connection_cb cb,
+                   const char *what);
 int pgg_listener_start(void);
 void pgg_listener_stop(void);
 
