@@ -378,6 +378,13 @@ static void conn_close(conn *c, const char *why)
     if (why)
       pgg_log(PGG_LOG_INFO, "connection_closed", "conn=%llu reason=%s",
               (unsigned long long)c->id, pgg_logq(why));
+    if (c->cl.tls && c->cl.open && pgg_tls_established(c->cl.tls)) {
+      /* close_notify, so the client sees an orderly TLS close after our
+       * FATAL rather than "SSL SYSCALL error: EOF detected". */
+      pgg_buf_reset(&c->tls_out);
+      pgg_tls_shutdown(c->cl.tls, &c->tls_out);
+      sock_send(&c->cl, c->tls_out.data, c->tls_out.len);
+    }
     c->state = ST_CLOSING;
     set_reading(&c->cl, false, NULL);
     set_reading(&c->sv, false, NULL);
