@@ -61,7 +61,10 @@ def rss_kib(pid):
 def pgbench(port, args, seconds):
     cmd = ["pgbench", "-h", "127.0.0.1", "-p", str(port), "-U", "bench", "-n",
            "-T", str(seconds)] + args + ["bench"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    # Plaintext everywhere: PostgreSQL, pgguard and PgBouncer all offer TLS in this run (for the
+    # new-connection table), and libpq's default sslmode=prefer would take it.
+    env = dict(os.environ, PGSSLMODE="disable")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"pgbench failed on port {port}: {out.stderr.strip()[-500:]}")
     tps = float(re.search(r"tps = ([0-9.]+) \(without initial", out.stdout).group(1))
@@ -247,7 +250,8 @@ client_tls_key_file = {certs}/server.key
                      f"{args.seconds} s per run, {args.rounds} interleaved rounds (median shown), "
                      f"PostgreSQL 15, PgBouncer {bouncer_version()} in session mode, pgguard release build. "
                      f"Machine: {os.cpu_count()} cores, shared and noisy — compare ratios, not absolute numbers.\n")
-        lines.append("`pgguard` is the plain proxy; `pgguard+guard` has the schema guard on "
+        lines.append("All throughput runs are plaintext (`PGSSLMODE=disable`). "
+                     "`pgguard` is the plain proxy; `pgguard+guard` has the schema guard on "
                      "(desired schema = the live one, nothing missing), which records each request for a "
                      "possible replay.\n")
         lines.append("| workload | target | TPS | avg latency ms | vs direct | vs PgBouncer |")
