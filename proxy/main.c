@@ -185,13 +185,7 @@ static int run(pgg_options *opt)
   }
   if (tls_setup(opt))
     return 2;
-  if (pgg_listener_start())
-    return 1;
-  if (pgg_admin_http_start())
-    return 1;
-  if (pgg_guardian_start())
-    return 2;
-
+  /* Signals first: a supervisor may signal as soon as the port accepts. */
   uv_timer_init(pgg_p.loop, &drain_timer);
   uv_signal_init(pgg_p.loop, &sig_term);
   uv_signal_init(pgg_p.loop, &sig_int);
@@ -199,6 +193,12 @@ static int run(pgg_options *opt)
   uv_signal_start(&sig_term, on_stop_signal, SIGTERM);
   uv_signal_start(&sig_int, on_stop_signal, SIGINT);
   uv_signal_start(&sig_hup, on_hup, SIGHUP);
+  if (pgg_listener_start())
+    return 1;
+  if (pgg_admin_http_start())
+    return 1;
+  if (pgg_guardian_start())
+    return 2;
 
   uv_run(pgg_p.loop, UV_RUN_DEFAULT);
   pgg_guardian_free();
