@@ -3,60 +3,15 @@
  * extra or conflicting, what is implied by a missing container, the counts,
  * and the text and JSON reports.
  */
-#include "catalog.h"
+#include "catalog_builders.h"
 #include "check.h"
 
 /* ---- building catalogs -------------------------------------------------- */
 
-#define S(x) ((char *)(x))
-
-static pgg_object o_schema(const char *s)
-{
-  return (pgg_object){.kind = PGG_OBJ_SCHEMA, .schema = S(s), .name = S(s)};
-}
-static pgg_object o_enum(const char *s, const char *n)
-{
-  return (pgg_object){.kind = PGG_OBJ_ENUM, .schema = S(s), .name = S(n)};
-}
-static pgg_object o_label(const char *s, const char *e, const char *l, int pos)
-{
-  return (pgg_object){.kind = PGG_OBJ_ENUM_LABEL, .schema = S(s), .parent = S(e),
-                      .name = S(l), .position = pos};
-}
-static pgg_object o_seq(const char *s, const char *n, const char *def)
-{
-  return (pgg_object){.kind = PGG_OBJ_SEQUENCE, .schema = S(s), .name = S(n),
-                      .definition = S(def)};
-}
 static pgg_object o_table(const char *s, const char *n)
 {
-  return (pgg_object){.kind = PGG_OBJ_TABLE, .schema = S(s), .name = S(n), .relkind = 'r'};
+  return o_table_rows(s, n, false);
 }
-static pgg_object o_col(const char *s, const char *t, const char *c, const char *type,
-                        bool not_null, int pos)
-{
-  return (pgg_object){.kind = PGG_OBJ_COLUMN, .schema = S(s), .parent = S(t), .name = S(c),
-                      .type = S(type), .not_null = not_null, .position = pos};
-}
-static pgg_object o_con(const char *s, const char *t, const char *n, char contype,
-                        const char *def)
-{
-  return (pgg_object){.kind = PGG_OBJ_CONSTRAINT, .schema = S(s), .parent = S(t),
-                      .name = S(n), .contype = contype, .definition = S(def)};
-}
-static pgg_object o_index(const char *s, const char *t, const char *n, const char *def)
-{
-  return (pgg_object){.kind = PGG_OBJ_INDEX, .schema = S(s), .parent = S(t), .name = S(n),
-                      .definition = S(def)};
-}
-
-static void add(pgg_catalog *c, pgg_object o)
-{
-  if (pgg_catalog_add(c, &o) != PGG_OK)
-    abort();
-}
-
-#define SEQDEF "AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 NO CYCLE"
 
 /* One of every kind: the schema the other tests start from. */
 static void shop(pgg_catalog *c)

@@ -4,7 +4,7 @@
  * thousands of random catalog pairs proving it emits nothing but the eight
  * additive statement kinds and that its plan leaves nothing missing.
  */
-#include "catalog.h"
+#include "catalog_builders.h"
 #include "check.h"
 
 #include <ctype.h>
@@ -12,56 +12,6 @@
 
 /* ---- building catalogs -------------------------------------------------- */
 
-#define S(x) ((char *)(x))
-
-static pgg_object o_schema(const char *s)
-{
-  return (pgg_object){.kind = PGG_OBJ_SCHEMA, .schema = S(s), .name = S(s)};
-}
-static pgg_object o_enum(const char *s, const char *n)
-{
-  return (pgg_object){.kind = PGG_OBJ_ENUM, .schema = S(s), .name = S(n)};
-}
-static pgg_object o_label(const char *s, const char *e, const char *l, int pos)
-{
-  return (pgg_object){.kind = PGG_OBJ_ENUM_LABEL, .schema = S(s), .parent = S(e),
-                      .name = S(l), .position = pos};
-}
-static pgg_object o_seq(const char *s, const char *n, const char *def)
-{
-  return (pgg_object){.kind = PGG_OBJ_SEQUENCE, .schema = S(s), .name = S(n),
-                      .definition = S(def)};
-}
-static pgg_object o_table(const char *s, const char *n, bool has_rows)
-{
-  return (pgg_object){.kind = PGG_OBJ_TABLE, .schema = S(s), .name = S(n), .relkind = 'r',
-                      .has_rows = has_rows};
-}
-static pgg_object o_col(const char *s, const char *t, const char *c, const char *type,
-                        bool not_null, int pos)
-{
-  return (pgg_object){.kind = PGG_OBJ_COLUMN, .schema = S(s), .parent = S(t), .name = S(c),
-                      .type = S(type), .not_null = not_null, .position = pos};
-}
-static pgg_object o_con(const char *s, const char *t, const char *n, char contype,
-                        const char *def)
-{
-  return (pgg_object){.kind = PGG_OBJ_CONSTRAINT, .schema = S(s), .parent = S(t),
-                      .name = S(n), .contype = contype, .definition = S(def)};
-}
-static pgg_object o_index(const char *s, const char *t, const char *n, const char *def)
-{
-  return (pgg_object){.kind = PGG_OBJ_INDEX, .schema = S(s), .parent = S(t), .name = S(n),
-                      .definition = S(def)};
-}
-
-static void add(pgg_catalog *c, pgg_object o)
-{
-  if (pgg_catalog_add(c, &o) != PGG_OK)
-    abort();
-}
-
-#define SEQDEF "AS bigint INCREMENT BY 1 MINVALUE 1 MAXVALUE 9223372036854775807 START WITH 1 CACHE 1 NO CYCLE"
 
 /* Sorts both, diffs and plans. Returns pgg_plan_build's result. */
 static int plan_of(pgg_catalog *desired, pgg_catalog *live, pgg_drift *d, pgg_plan *p)
@@ -127,14 +77,14 @@ TEST(plan_creates_a_whole_schema_in_dependency_order_keys_before_foreign_keys)
   add(&desired, o_label("app", "mood", "sad", 2));
   add(&desired, o_label("app", "mood", "happy", 1));
   add(&desired, o_seq("app", "order_no", SEQDEF));
-  add(&desired, o_table("app", "users", false));
+  add(&desired, o_table_rows("app", "users", false));
   pgg_object id = o_col("app", "users", "id", "bigint", true, 1);
   id.identity = 'a';
   add(&desired, id);
   pgg_object mood = o_col("app", "users", "mood", "app.mood", false, 2);
   mood.default_expr = S("'happy'::app.mood");
   add(&desired, mood);
-  add(&desired, o_table("app", "orders", false));
+  add(&desired, o_table_rows("app", "orders", false));
   pgg_object oid = o_col("app", "orders", "id", "bigint", true, 1);
   oid.default_expr = S("nextval('app.order_no'::regclass)");
   add(&desired, oid);
@@ -189,18 +139,18 @@ TEST(plan_statement_kinds_never_go_backwards_in_dependency_order)
   add(&live, o_schema("public"));
   add(&live, o_enum("public", "e"));
   add(&live, o_label("public", "e", "a", 1));
-  add(&live, o_table("public", "t", false));
+  add(&live, o_table_rows("public", "t", false));
   add(&live, o_col("public", "t", "id", "integer", true, 1));
   add(&desired, o_schema("public"));
   add(&desired, o_enum("public", "e"));
   add(&desired, o_label("public", "e", "a", 1));
-  add(&desired, o_table("public", "t", false));
+  add(&desired, o_table_rows("public", "t", false));
   add(&desired, o_col("public", "t", "id", "integer", true, 1));
   add(&desired, o_schema("z"));
   add(&desired, o_enum("public", "f"));
   add(&desired, o_label("public", "e", "b", 2));
   add(&desired, o_seq("public", "q", SEQDEF));
-  add(&desired, o_table("public", "u", false));
+  add(&desired, o_table_rows("public", "u", false));
   add(&desired, o_col("public", "t", "c", "integer", false, 2));
   add(&desired, o_index("public", "t", "i", "CREATE UNIQUE INDEX i ON public.t USING btree (c)"));
   add(&desired, o_con("public", "t", "k", 'p', "PRIMARY KEY (id)"));
@@ -228,7 +178,7 @@ TEST(create_table_lists_columns_by_position_with_every_clause)
   pgg_catalog_init(&live);
   add(&live, o_schema("public"));
   add(&desired, o_schema("public"));
-  add(&desired, o_table("public", "t", false));
+  add(&desired, o_table_rows("public", "t", false));
   /* Name order is the reverse of position order; gaps from dropped columns. */
   pgg_object z = o_col("public", "t", "z", "integer", true, 1);
   z.identity = 'd';
@@ -270,7 +220,7 @@ TEST(weird_names_are_always_quoted_identifiers_and_literals)
   add(&desired, o_label(sch, en, "it's", 1));
   add(&desired, o_label(sch, en, "back\\slash", 2));
   add(&desired, o_label(sch, en, "x'; DROP TYPE y; --", 3));
-  add(&desired, o_table(sch, tab, false));
+  add(&desired, o_table_rows(sch, tab, false));
   add(&desired, o_col(sch, tab, col, "integer", false, 1));
   add(&desired, o_col(sch, tab, "UPPER", "text", false, 2));
   add(&desired, o_con(sch, tab, "Key \"1\"", 'u', "UNIQUE (\"UPPER\")"));
@@ -318,9 +268,9 @@ TEST(no_drift_means_an_empty_plan)
   pgg_catalog_init(&desired);
   pgg_catalog_init(&live);
   add(&desired, o_schema("public"));
-  add(&desired, o_table("public", "t", false));
+  add(&desired, o_table_rows("public", "t", false));
   add(&live, o_schema("public"));
-  add(&live, o_table("public", "t", true));
+  add(&live, o_table_rows("public", "t", true));
   pgg_drift d;
   pgg_plan p;
   CHECK_INT(plan_of(&desired, &live, &d, &p), PGG_OK);
@@ -334,16 +284,16 @@ TEST(extra_and_conflicting_objects_produce_no_statements)
   pgg_catalog_init(&desired);
   pgg_catalog_init(&live);
   add(&desired, o_schema("public"));
-  add(&desired, o_table("public", "t", false));
+  add(&desired, o_table_rows("public", "t", false));
   add(&desired, o_col("public", "t", "c", "bigint", true, 1));
   add(&desired, o_con("public", "t", "k", 'p', "PRIMARY KEY (c)"));
   add(&live, o_schema("public"));
   add(&live, o_schema("old"));
-  add(&live, o_table("public", "t", true));
+  add(&live, o_table_rows("public", "t", true));
   add(&live, o_col("public", "t", "c", "integer", false, 1));   /* conflicting */
   add(&live, o_col("public", "t", "legacy", "text", true, 2));  /* extra */
   add(&live, o_con("public", "t", "k", 'u', "UNIQUE (c)"));     /* conflicting */
-  add(&live, o_table("public", "legacy", true));                /* extra */
+  add(&live, o_table_rows("public", "legacy", true));                /* extra */
   pgg_drift d;
   pgg_plan p;
   CHECK_INT(plan_of(&desired, &live, &d, &p), PGG_OK);
@@ -358,8 +308,8 @@ TEST(not_null_column_without_default_is_added_nullable_to_a_table_with_rows)
   pgg_catalog desired, live;
   pgg_catalog_init(&desired);
   pgg_catalog_init(&live);
-  add(&live, o_table("public", "t", true));
-  add(&desired, o_table("public", "t", false));
+  add(&live, o_table_rows("public", "t", true));
+  add(&desired, o_table_rows("public", "t", false));
   add(&desired, o_col("public", "t", "a", "integer", true, 1));
   pgg_object b = o_col("public", "t", "b", "integer", true, 2);
   b.default_expr = S("0");
@@ -395,10 +345,10 @@ TEST(not_null_is_kept_when_the_existing_table_is_empty_or_new)
   pgg_catalog desired, live;
   pgg_catalog_init(&desired);
   pgg_catalog_init(&live);
-  add(&live, o_table("public", "empty", false));
-  add(&desired, o_table("public", "empty", false));
+  add(&live, o_table_rows("public", "empty", false));
+  add(&desired, o_table_rows("public", "empty", false));
   add(&desired, o_col("public", "empty", "a", "integer", true, 1));
-  add(&desired, o_table("public", "fresh", false));
+  add(&desired, o_table_rows("public", "fresh", false));
   add(&desired, o_col("public", "fresh", "a", "integer", true, 1));
   pgg_drift d;
   pgg_plan p;
@@ -419,28 +369,28 @@ TEST(foreign_key_is_not_valid_on_an_existing_table_only)
   pgg_catalog_init(&live);
   /* "old" exists and is empty: still NOT VALID, the rule is about the table
    * having existed, not about its rows at planning time. */
-  add(&live, o_table("public", "users", true));
+  add(&live, o_table_rows("public", "users", true));
   add(&live, o_col("public", "users", "id", "bigint", true, 1));
   add(&live, o_con("public", "users", "users_pkey", 'p', "PRIMARY KEY (id)"));
-  add(&live, o_table("public", "old", false));
+  add(&live, o_table_rows("public", "old", false));
   add(&live, o_col("public", "old", "user_id", "bigint", false, 1));
-  add(&live, o_table("public", "older", true));
+  add(&live, o_table_rows("public", "older", true));
   add(&live, o_col("public", "older", "user_id", "bigint", false, 1));
   {
     pgg_catalog *c = &desired;
-    add(c, o_table("public", "users", false));
+    add(c, o_table_rows("public", "users", false));
     add(c, o_col("public", "users", "id", "bigint", true, 1));
     add(c, o_con("public", "users", "users_pkey", 'p', "PRIMARY KEY (id)"));
-    add(c, o_table("public", "old", false));
+    add(c, o_table_rows("public", "old", false));
     add(c, o_col("public", "old", "user_id", "bigint", false, 1));
     add(c, o_con("public", "old", "old_fk", 'f',
                  "FOREIGN KEY (user_id) REFERENCES public.users(id)"));
-    add(c, o_table("public", "older", false));
+    add(c, o_table_rows("public", "older", false));
     add(c, o_col("public", "older", "user_id", "bigint", false, 1));
     /* Already NOT VALID in the shadow: not doubled. */
     add(c, o_con("public", "older", "older_fk", 'f',
                  "FOREIGN KEY (user_id) REFERENCES public.users(id) NOT VALID"));
-    add(c, o_table("public", "fresh", false));
+    add(c, o_table_rows("public", "fresh", false));
     add(c, o_col("public", "fresh", "user_id", "bigint", false, 1));
     add(c, o_con("public", "fresh", "fresh_fk", 'f',
                  "FOREIGN KEY (user_id) REFERENCES public.users(id) ON DELETE CASCADE"));
@@ -469,10 +419,10 @@ TEST(check_is_not_valid_on_an_existing_table_with_rows_keys_are_added_as_is)
   static const char *const tables[] = {"full", "empty", "fresh"};
   for (int i = 0; i < 3; i++) {
     if (i < 2) {
-      add(&live, o_table("public", tables[i], i == 0));
+      add(&live, o_table_rows("public", tables[i], i == 0));
       add(&live, o_col("public", tables[i], "a", "integer", false, 1));
     }
-    add(&desired, o_table("public", tables[i], false));
+    add(&desired, o_table_rows("public", tables[i], false));
     add(&desired, o_col("public", tables[i], "a", "integer", false, 1));
     add(&desired, o_con("public", tables[i], "a_check", 'c', "CHECK ((a > 0))"));
     add(&desired, o_con("public", tables[i], "a_key", 'u', "UNIQUE (a)"));
@@ -579,8 +529,8 @@ TEST(index_definition_not_shaped_like_pg_get_indexdef_is_refused_never_emitted)
   pgg_catalog desired, live;
   pgg_catalog_init(&desired);
   pgg_catalog_init(&live);
-  add(&live, o_table("public", "t", true));
-  add(&desired, o_table("public", "t", false));
+  add(&live, o_table_rows("public", "t", true));
+  add(&desired, o_table_rows("public", "t", false));
   char name[16];
   for (size_t i = 0; i < nbad; i++) {
     snprintf(name, sizeof name, "bad%zu", i);
@@ -638,9 +588,9 @@ TEST(definition_that_would_end_or_chain_the_statement_is_refused)
     pgg_catalog desired, live;
     pgg_catalog_init(&desired);
     pgg_catalog_init(&live);
-    add(&live, o_table("public", "t", false));
+    add(&live, o_table_rows("public", "t", false));
     add(&live, o_col("public", "t", "a", "text", false, 1));
-    add(&desired, o_table("public", "t", false));
+    add(&desired, o_table_rows("public", "t", false));
     add(&desired, o_col("public", "t", "a", "text", false, 1));
     add(&desired, o_col("public", "t", "ok", "integer", false, 3));  /* always planned */
     char f = fragments[i].field;
@@ -674,12 +624,12 @@ TEST(missing_partitioned_table_is_refused_not_created_as_a_plain_table)
   pgg_catalog desired, live;
   pgg_catalog_init(&desired);
   pgg_catalog_init(&live);
-  pgg_object t = o_table("public", "events", false);
+  pgg_object t = o_table_rows("public", "events", false);
   t.relkind = 'p';
   add(&desired, t);
   add(&desired, o_col("public", "events", "at", "timestamp with time zone", true, 1));
   add(&desired, o_con("public", "events", "events_pkey", 'p', "PRIMARY KEY (at)"));
-  add(&desired, o_table("public", "plain", false));
+  add(&desired, o_table_rows("public", "plain", false));
   pgg_drift d;
   pgg_plan p;
   CHECK_INT(plan_of(&desired, &live, &d, &p), PGG_ERR_SCHEMA);
@@ -983,7 +933,7 @@ static void gen_desired(rng *r, pgg_catalog *c)
     for (unsigned t = 0; t < nt; t++) {
       gen_table *g = &tables[ntables++];
       *g = (gen_table){.schema = sch, .name = name_pool[ni[t]]};
-      add(c, o_table(sch, g->name, false));
+      add(c, o_table_rows(sch, g->name, false));
       unsigned ci[8];
       g->ncols = rnd(r, 6);
       pick(r, COUNT(name_pool), g->ncols, ci);
@@ -1139,7 +1089,7 @@ static void gen_live(rng *r, const pgg_catalog *desired, pgg_catalog *live)
     if (o->kind == PGG_OBJ_ENUM && chance(r, 30))
       add(live, o_label(o->schema, o->name, "zz extra label", chance(r, 50) ? 0 : 99));
     if (o->kind == PGG_OBJ_SCHEMA && chance(r, 15))
-      add(live, o_table(o->schema, "zz extra table", true));
+      add(live, o_table_rows(o->schema, "zz extra table", true));
   }
   if (chance(r, 10))
     add(live, o_schema("zz extra schema"));
