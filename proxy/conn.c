@@ -81,6 +81,7 @@ struct conn {
   pgg_buf setup;            /* set-up cycles of the current transaction block */
   bool txn_dirty;           /* something other than set-up ran in this block */
   unsigned swallow_inflight;
+  bool hold_all;            /* the server framer holds every message type */
   hold h;
   uv_connect_t connect_req;
   pgg_buf tls_out;          /* ciphertext scratch for TLS writes */
@@ -91,6 +92,16 @@ struct conn {
 
 static conn *conns;
 static size_t nconns;
+
+/* Server messages read whole: errors, transaction status, command tags, and
+ * authentication requests (for the SASL mechanism list). */
+static void hold_usual(pgg_framer *f)
+{
+  pgg_framer_hold(f, 'E');
+  pgg_framer_hold(f, 'Z');
+  pgg_framer_hold(f, 'C');
+  pgg_framer_hold(f, 'R');
+}
 
 static void conn_close(conn *c, const char *why);
 static void update_reads(conn *c);
@@ -435,11 +446,7 @@ void pgg_conn_accept(uv_stream_t *server)
   pgg_buf_init(&c->startup);
   pgg_framer_init(&c->cf, pgg_p.opt->max_message);
   pgg_framer_init(&c->sf, pgg_p.opt->max_message);
-  /* The guard reads these whole: errors, transaction status, command tags. */
-  pgg_framer_hold(&c->sf, 'E');
-  pgg_framer_hold(&c->sf, 'Z');
-  pgg_framer_hold(&c->sf, 'C');
-  pgg_framer_hold(&c->sf, 'R');
+  hold_usual(&c->sf);
   pgg_cycles_init(&c->cycles);
   uv_timer_init(pgg_p.loop, &c->h.timer);
   c->h.timer.data = c;
@@ -767,17 +774,19 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 /* ---- the guard's hold, repair and replay --------------------------------- */
 
+/*
+ * While holding or swallowing, every server message is framed whole so it
+ * can be withheld or dropped as a unit. Called at every ReadyForQuery, so it
+ * touches the framer only when the mode actually changes.
+ */
 static void hold_set_all(conn *c, bool on)
 {
-  /* While holding or swallowing, every server message is framed whole so it
-   * can be withheld or dropped as a unit. */
-  for (int t = 0; t < 256; t++)
-    c->sf.hold[t] = on;
-  if (!on) {
-    pgg_framer_hold(&c->sf, 'E');
-    pgg_framer_hold(&c->sf, 'Z');
-    pgg_framer_hold(&c->sf, 'C');
-  }
+  if (c->hold_all == on)
+    return;
+  c->hold_all = on;
+  memset(c->sf.hold, on, sizeof(c->sf.hold));
+  if (!on)
+    hold_usual(&c->sf);
 }
 
 static void hold_clear(conn *c)
