@@ -3,6 +3,7 @@
  */
 #include "cycle.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,15 +91,16 @@ int pgg_cycles_client(pgg_cycles *c, uint8_t type, size_t bytes, uint64_t now_ns
   case 'd': case 'c': case 'f':
     /* COPY data belongs to the cycle that started the COPY. */
     if (!tail)
-      return PGG_OK;
+      return PGG_CYCLE_UNCOUNTED;
     cy = tail;
     cy->copy = true;
     break;
   default:
     /* Terminate, or a message the server will reject: no cycle. */
-    return PGG_OK;
+    return PGG_CYCLE_UNCOUNTED;
   }
   cy->bytes += bytes;
+  c->bytes += bytes;
   return PGG_OK;
 }
 
@@ -144,6 +146,8 @@ bool pgg_cycles_ready(pgg_cycles *c, char status, pgg_cycle *done)
   if (!c->n)
     return false;
   *done = *at(c, 0);
+  assert(c->bytes >= done->bytes);
+  c->bytes -= done->bytes;
   c->head = (c->head + 1) % c->cap;
   c->n--;
   return true;

@@ -35,15 +35,20 @@ typedef struct {
   size_t cap, head, n;  /* n cycles in flight, oldest at ring[head] */
   char tx_status;       /* from the last ReadyForQuery: 'I', 'T' or 'E' */
   uint32_t next_flags;  /* flags for the next cycle the client side opens */
+  size_t bytes;         /* client bytes of all cycles in flight */
 } pgg_cycles;
 
 void pgg_cycles_init(pgg_cycles *c);
 void pgg_cycles_free(pgg_cycles *c);
 
+/* pgg_cycles_client's answer when no cycle took the bytes (Terminate, stray COPY data). */
+#define PGG_CYCLE_UNCOUNTED 1
+
 /*
  * A whole client message of this type and size went to the server. Opens a
  * cycle (Query, FunctionCall, first extended message) or adds to the open
- * one. Returns PGG_OK or PGG_ERR_NOMEM.
+ * one. Returns PGG_OK, PGG_CYCLE_UNCOUNTED when the bytes belong to no
+ * cycle, or PGG_ERR_NOMEM.
  */
 int pgg_cycles_client(pgg_cycles *c, uint8_t type, size_t bytes, uint64_t now_ns);
 

@@ -3,104 +3,44 @@
  * startup phase, byte-faithful relaying with backpressure, request-cycle
  * tracking, and the guard's hold / repair / replay of a failed request.
  */
-#include "proxy.h"
+#include "conn.h"
 
+#include <assert.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cycle.h"
+#include "explain.h"
 #include "log.h"
 #include "metrics.h"
-#include "replay.h"
 #include "tls.h"
 
 /* One read from a socket; also the granularity of backpressure. */
 #define READ_BUF 32768
 /* Client bytes kept per connection for a possible replay. */
 #define RECORD_MAX (1u << 20)
-
-typedef struct conn conn;
-
-typedef struct {
-  uv_tcp_t tcp;
-  conn *c;
-  bool open;        /* handle initialised and not yet closing */
-  bool reading;
-  bool writing;
-  pgg_buf out;      /* bytes waiting for the socket */
-  pgg_buf flight;   /* bytes handed to uv_write */
-  uv_write_t wreq;
-  uint8_t *rbuf;
-  pgg_tls *tls;     /* TLS on this leg, or NULL for plaintext */
-  pgg_buf plain;    /* decrypted bytes of the last read */
-} side;
-
-typedef enum {
-  ST_STARTUP,       /* reading the client's startup packets */
-  ST_CONNECTING,    /* connecting to PostgreSQL */
-  ST_UPSTREAM_SSL,  /* waiting for PostgreSQL's answer to our SSLRequest */
-  ST_RELAY,         /* authentication and then requests, relayed */
-  ST_CANCEL,        /* relaying one CancelRequest */
-  ST_CLOSING,
-} conn_state;
-
-/* The guard's hold on one failed request cycle (DESIGN.md, "Replay"). */
-typedef struct {
-  bool active;
-  bool got_ready;       /* the failed cycle's ReadyForQuery arrived */
-  bool answered;        /* the repair (or the wait) is over */
-  pgg_repair_outcome outcome;
-  char prior_status;    /* transaction status before the failed cycle */
-  pgg_buf err;          /* the withheld ErrorResponse */
-  pgg_buf ready;        /* the withheld ReadyForQuery */
-  pgg_buf other;        /* asynchronous messages that came meanwhile */
-  pgg_buf replay;       /* the failed cycle's client bytes */
-  pgg_buf resend;       /* set-up cycles to re-send after ROLLBACK */
-  uv_timer_t timer;
-  bool timer_running;
-  pgg_guard_waiter waiter;
-  uint64_t started_ns;
-} hold;
-
-struct conn {
-  uint64_t id;
-  conn *next, *prev;
-  conn_state state;
-  side cl, sv;
-  int closing_handles;
-  bool dead;                /* close_now ran: handles are closing */
-  pgg_buf startup;          /* the client's startup packet being read */
-  pgg_buf early;            /* client bytes that followed it before the server answered */
-  pgg_framer cf, sf;        /* client->server, server->client */
-  pgg_cycles cycles;
-  bool ready_seen;          /* the ReadyForQuery that ends start-up went by */
-  bool guarded;             /* the guard records this connection's requests */
-  pgg_buf rec;              /* client bytes of the cycles in flight */
-  bool rec_overflow;
-  pgg_buf setup;            /* set-up cycles of the current transaction block */
-  bool txn_dirty;           /* something other than set-up ran in this block */
-  unsigned swallow_inflight;
-  bool hold_all;            /* the server framer holds every message type */
-  hold h;
-  uv_connect_t connect_req;
-  pgg_buf tls_out;          /* ciphertext scratch for TLS writes */
-  pgg_buf replace;          /* a rewritten server message (SASL without -PLUS) */
-  uv_timer_t close_timer;
-  bool close_timer_on;
-};
+/* An idle connection gives back buffers larger than this. */
+#define IDLE_BUF_MAX 16384
 
 static conn *conns;
 static size_t nconns;
 
-/* Server messages read whole: errors, transaction status, command tags, and
- * authentication requests (for the SASL mechanism list). */
+/* Server messages read whole: errors, transaction status, command tags,
+ * authentication requests (for the SASL mechanism list) and the cancel key. */
 static void hold_usual(pgg_framer *f)
 {
   pgg_framer_hold(f, 'E');
   pgg_framer_hold(f, 'Z');
   pgg_framer_hold(f, 'C');
   pgg_framer_hold(f, 'R');
+  pgg_framer_hold(f, 'K');
+}
+
+/* A buffer that grew for one large message is given back once it empties. */
+static void buf_trim(pgg_buf *b)
+{
+  if (!b->len && b->cap > IDLE_BUF_MAX)
+    pgg_buf_free(b);
 }
 
 static void conn_close(conn *c, const char *why);
@@ -146,6 +86,8 @@ static void on_write(uv_write_t *req, int status)
   conn *c = s->c;
   s->writing = false;
   pgg_buf_reset(&s->flight);
+  buf_trim(&s->flight);
+  buf_trim(&s->out);
   if (c->dead)
     return;
   if (status < 0) {
@@ -262,7 +204,7 @@ static void update_reads(conn *c)
   if (c->state == ST_CLOSING)
     return;
   bool client_ok = c->state == ST_STARTUP ||
-                   (c->state == ST_RELAY && !queued(&c->sv) && !c->h.active);
+                   (c->state == ST_RELAY && !queued(&c->sv) && !pgg_hold_active(c));
   set_reading(&c->cl, client_ok, on_client_read);
   bool server_ok = (c->state == ST_RELAY && !queued(&c->cl)) || c->state == ST_UPSTREAM_SSL;
   set_reading(&c->sv, server_ok, on_server_read);
@@ -280,8 +222,6 @@ static void send_fatal(conn *c, const char *sqlstate, const char *msg, const cha
 }
 
 /* ---- life cycle --------------------------------------------------------- */
-
-static void hold_clear(conn *c);
 
 static void free_conn(conn *c)
 {
@@ -306,11 +246,7 @@ static void free_conn(conn *c)
   pgg_cycles_free(&c->cycles);
   pgg_buf_free(&c->rec);
   pgg_buf_free(&c->setup);
-  pgg_buf_free(&c->h.err);
-  pgg_buf_free(&c->h.ready);
-  pgg_buf_free(&c->h.other);
-  pgg_buf_free(&c->h.replay);
-  pgg_buf_free(&c->h.resend);
+  free(c->database);
   free(c);
 }
 
@@ -350,7 +286,7 @@ static void close_now(conn *c)
     uv_timer_stop(&c->close_timer);
     c->close_timer_on = false;
   }
-  hold_clear(c);
+  pgg_hold_clear(c);
   conn_unlink(c);
   pgg_metrics_g.client_connections--;
   /* Count one reference per handle; the conn is freed when the last closes. */
@@ -422,7 +358,7 @@ void pgg_conn_close_idle(void)
   for (conn *c = conns; c; c = next) {
     next = c->next;
     if (c->state == ST_STARTUP || (c->state == ST_RELAY && c->ready_seen &&
-                                   c->cycles.n == 0 && !c->h.active &&
+                                   c->cycles.n == 0 && !pgg_hold_active(c) &&
                                    pgg_framer_at_boundary(&c->cf) &&
                                    pgg_framer_at_boundary(&c->sf))) {
       /* What PostgreSQL itself says when its postmaster is told to stop. */
@@ -463,7 +399,7 @@ void pgg_conn_accept(uv_stream_t *server)
   pgg_metrics_g.client_connections++;
   pgg_metrics_g.client_connections_total++;
   c->state = ST_STARTUP;
-  c->guarded = pgg_p.opt->guard.schema_path && pgg_p.opt->guard.repair_mode != PGG_REPAIR_MODE_OFF;
+  c->recording = pgg_p.opt->guard.schema_path && pgg_p.opt->guard.repair_mode != PGG_REPAIR_MODE_OFF;
 
   int err = uv_accept(server, (uv_stream_t *)&c->cl.tcp);
   if (err) {
@@ -523,6 +459,7 @@ static void on_server_connect(uv_connect_t *req, int status)
     return;
   }
   pgg_metrics_g.upstream_up = 1;
+  pgg_guardian_upstream_ok();
   uv_tcp_nodelay(&c->sv.tcp, 1);
   if (c->state != ST_CANCEL && pgg_p.upstream_ctx) {
     /* Ask PostgreSQL for TLS first; the startup packet follows encrypted. */
@@ -556,7 +493,18 @@ static void start_relay(conn *c)
   update_reads(c);
 }
 
-/* Returns true when the startup phase is over (relaying or closing). */
+/* A CancelRequest for a session whose request pgguard holds ends that hold. */
+static bool cancel_held(const pgg_startup *st)
+{
+  for (conn *t = conns; t; t = t->next) {
+    if (t->backend_key_len && t->backend_pid == st->cancel_pid &&
+        t->backend_key_len == st->cancel_key_len &&
+        memcmp(t->backend_key, st->cancel_key, st->cancel_key_len) == 0)
+      return pgg_hold_cancel(t);
+  }
+  return false;
+}
+
 static void startup_packet(conn *c)
 {
   pgg_startup st;
@@ -586,6 +534,14 @@ static void startup_packet(conn *c)
     sock_send(&c->cl, (const uint8_t *)"N", 1);
     return;
   case PGG_STARTUP_CANCEL:
+    /* A request held for a repair has not reached PostgreSQL (or pgguard's
+     * own ROLLBACK has): cancelling there would hit the wrong statement.
+     * The cancel ends the hold instead, and PostgreSQL's answer to a
+     * CancelRequest is to close without a word. */
+    if (cancel_held(&st)) {
+      conn_close(c, NULL);
+      return;
+    }
     /* The key is the server's own, relayed untouched in BackendKeyData. */
     c->state = ST_CANCEL;
     set_reading(&c->cl, false, NULL);
@@ -597,6 +553,17 @@ static void startup_packet(conn *c)
                  "This pgguard is started with --client-tls=require.");
       conn_close(c, "plaintext client refused");
       return;
+    }
+    /* The guard acts only for its own database: PostgreSQL's default is
+     * the user name when no database is given. */
+    {
+      const char *db = pgg_startup_param(&st, "database");
+      if (!db || !*db)
+        db = pgg_startup_param(&st, "user");
+      if (db && !(c->database = strdup(db))) {
+        conn_close(c, "out of memory");
+        return;
+      }
     }
     c->state = ST_CONNECTING;
     set_reading(&c->cl, false, NULL);
@@ -681,11 +648,80 @@ static bool sasl_claims_binding(const uint8_t *body, size_t len)
   return data[0] == 'y' && data[1] == ',';
 }
 
+/* Stop trusting the record until the stream is idle again: fail closed. */
+static void rec_break(conn *c)
+{
+  c->rec_broken = true;
+  pgg_buf_free(&c->rec);
+  c->rec_off = 0;
+}
+
+/* Keep client bytes for a replay, all of them, or break the record. */
+static void rec_append(conn *c, const uint8_t *p, size_t n)
+{
+  if (c->rec_broken)
+    return;
+  if (c->rec.len - c->rec_off + n > RECORD_MAX) {
+    rec_break(c);
+    return;
+  }
+  /* Slide the live part down only when the dead prefix is the larger part:
+   * each byte moves at most once on average, so pipelines stay linear. */
+  if (c->rec_off && c->rec_off >= c->rec.len - c->rec_off &&
+      c->rec.len + n > c->rec.cap) {
+    memmove(c->rec.data, c->rec.data + c->rec_off, c->rec.len - c->rec_off);
+    c->rec.len -= c->rec_off;
+    c->rec_off = 0;
+  }
+  if (pgg_buf_append(&c->rec, p, n) != PGG_OK)
+    rec_break(c);
+}
+
+/* The oldest cycle ended: its bytes leave the record. */
+static void rec_consume(conn *c, size_t n)
+{
+  if (c->rec_broken)
+    return;
+  assert(c->rec.len - c->rec_off >= n);
+  c->rec_off += n;
+  if (c->rec_off == c->rec.len) {
+    c->rec_off = 0;
+    pgg_buf_reset(&c->rec);
+    buf_trim(&c->rec);
+  }
+}
+
+/* With nothing in flight and the client between messages, the record starts afresh. */
+static void rec_resync(conn *c)
+{
+  if (c->cycles.n || !pgg_framer_at_boundary(&c->cf))
+    return;
+  c->rec_broken = false;
+  c->rec_off = 0;
+  pgg_buf_reset(&c->rec);
+  buf_trim(&c->rec);
+}
+
+const uint8_t *pgg_conn_rec_head(const conn *c, size_t *len)
+{
+  const pgg_cycle *head = c->cycles.n ? &c->cycles.ring[c->cycles.head] : NULL;
+  /* Exactly the one cycle's bytes, nothing more and nothing less: any
+   * mismatch means a byte was not recorded or not counted. */
+  if (c->rec_broken || !head || c->cycles.n != 1 || !pgg_framer_at_boundary(&c->cf) ||
+      c->rec.len - c->rec_off != head->bytes || c->cycles.bytes != head->bytes)
+    return NULL;
+  *len = head->bytes;
+  return c->rec.data + c->rec_off;
+}
+
 /*
  * Relay client bytes to the server, tracking request cycles and recording
  * the bytes of the cycles in flight (for a replay). Also the path by which
  * pgguard injects its own requests (ROLLBACK, re-sent set-up, replays), so
- * that injected cycles are tracked exactly like the client's.
+ * that injected cycles are tracked exactly like the client's. Bytes sent
+ * before start-up completed (an eager client) are recorded too: they open
+ * cycles like any others. Authentication messages ('p') open none, so a
+ * record that holds one is broken until the stream is idle.
  */
 static void client_bytes(conn *c, const uint8_t *p, size_t n, uint32_t flags)
 {
@@ -693,17 +729,8 @@ static void client_bytes(conn *c, const uint8_t *p, size_t n, uint32_t flags)
   uint64_t now = 0;
 
   c->cycles.next_flags = flags;
-  /* Authentication messages are no request: recording starts after the
-   * ReadyForQuery that ends start-up. */
-  if (c->guarded && c->ready_seen && !c->rec_overflow) {
-    if (c->rec.len + n > RECORD_MAX) {
-      c->rec_overflow = true;
-      pgg_buf_reset(&c->rec);
-    } else if (pgg_buf_append(&c->rec, p, n) != PGG_OK) {
-      c->rec_overflow = true;
-      pgg_buf_reset(&c->rec);
-    }
-  }
+  if (c->recording)
+    rec_append(c, p, n);
   while (pos < n) {
     size_t used = 0;
     pgg_msg m;
@@ -729,10 +756,13 @@ static void client_bytes(conn *c, const uint8_t *p, size_t n, uint32_t flags)
       }
       if (!now)
         now = uv_hrtime();
-      if (pgg_cycles_client(&c->cycles, m.type, (size_t)m.len + 1, now) != PGG_OK) {
+      int cr = pgg_cycles_client(&c->cycles, m.type, (size_t)m.len + 1, now);
+      if (cr < 0) {
         conn_close(c, "out of memory");
         return;
       }
+      if (cr == PGG_CYCLE_UNCOUNTED && c->recording)
+        rec_break(c);
     }
   }
   c->cycles.next_flags = 0;
@@ -772,14 +802,19 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     update_reads(c);
 }
 
-/* ---- the guard's hold, repair and replay --------------------------------- */
+/* ---- what hold.c asks of the connection ----------------------------------- */
+
+void pgg_conn_send_client(conn *c, const uint8_t *p, size_t n)
+{
+  send_bytes(&c->cl, p, n);
+}
 
 /*
  * While holding or swallowing, every server message is framed whole so it
  * can be withheld or dropped as a unit. Called at every ReadyForQuery, so it
  * touches the framer only when the mode actually changes.
  */
-static void hold_set_all(conn *c, bool on)
+void pgg_conn_hold_all(conn *c, bool on)
 {
   if (c->hold_all == on)
     return;
@@ -789,138 +824,63 @@ static void hold_set_all(conn *c, bool on)
     hold_usual(&c->sf);
 }
 
-static void hold_clear(conn *c)
-{
-  hold *h = &c->h;
-  if (h->waiter.queued)
-    pgg_guardian_cancel(&h->waiter);
-  if (h->timer_running) {
-    uv_timer_stop(&h->timer);
-    h->timer_running = false;
-  }
-  h->active = false;
-  pgg_buf_reset(&h->err);
-  pgg_buf_reset(&h->ready);
-  pgg_buf_reset(&h->other);
-  pgg_buf_reset(&h->replay);
-  pgg_buf_reset(&h->resend);
-}
-
-static void inject(conn *c, const pgg_buf *b, uint32_t flags)
+void pgg_conn_inject(conn *c, const pgg_buf *b, uint32_t flags)
 {
   size_t before = c->cycles.n;
+  if (!b->len)
+    return;
   client_bytes(c, b->data, b->len, flags);
   if (flags & PGG_CYCLE_SWALLOW)
     c->swallow_inflight += (unsigned)(c->cycles.n - before);
 }
 
-static void hold_finish(conn *c)
+void pgg_conn_update_reads(conn *c)
 {
-  hold *h = &c->h;
-  if (!h->active || !h->got_ready || !h->answered)
-    return;
-  bool replay = h->prior_status != 'I' ||
-                h->outcome == PGG_REPAIR_APPLIED || h->outcome == PGG_REPAIR_NOTHING;
-  static const char *const outcomes[] = {"applied", "nothing_missing", "failed"};
-  pgg_log(PGG_LOG_INFO, replay ? "replay" : "replay_skipped",
-          "conn=%llu repair=%s prior_status=%c wait_ms=%.1f", (unsigned long long)c->id,
-          outcomes[h->outcome], h->prior_status, (double)(uv_hrtime() - h->started_ns) / 1e6);
-  if (replay) {
-    send_bytes(&c->cl, h->other.data, h->other.len);
-    /* In a block, ROLLBACK went out when the error came; re-create the
-     * client's transaction exactly as it had set it up. */
-    if (h->prior_status != 'I' && h->resend.len)
-      inject(c, &h->resend, PGG_CYCLE_SWALLOW);
-    inject(c, &h->replay, PGG_CYCLE_REPLAY);
-  } else {
-    pgg_metrics_g.replays[PGG_REPLAY_RES_SKIPPED]++;
-    send_bytes(&c->cl, h->other.data, h->other.len);
-    send_bytes(&c->cl, h->err.data, h->err.len);
-    send_bytes(&c->cl, h->ready.data, h->ready.len);
-  }
-  hold_clear(c);
-  hold_set_all(c, c->swallow_inflight > 0);
-  update_reads(c);
-}
-
-static void on_hold_answer(pgg_guard_waiter *w, pgg_repair_outcome outcome)
-{
-  conn *c = (conn *)((char *)w - offsetof(conn, h.waiter));
-  c->h.answered = true;
-  c->h.outcome = outcome;
-  if (c->h.timer_running) {
-    uv_timer_stop(&c->h.timer);
-    c->h.timer_running = false;
-  }
-  hold_finish(c);
-}
-
-static void on_hold_timeout(uv_timer_t *t)
-{
-  conn *c = t->data;
-  c->h.timer_running = false;
-  pgg_log(PGG_LOG_WARN, "repair_wait_expired", "conn=%llu", (unsigned long long)c->id);
-  if (c->h.waiter.queued)
-    pgg_guardian_cancel(&c->h.waiter);
-  c->h.answered = true;
-  c->h.outcome = PGG_REPAIR_FAILED;
-  hold_finish(c);
-}
-
-/* Start holding the error of the only cycle in flight. */
-static void hold_start(conn *c, const pgg_msg *m)
-{
-  hold *h = &c->h;
-  static const char rollback[] = "ROLLBACK";
-
-  h->active = true;
-  h->got_ready = false;
-  h->answered = false;
-  h->prior_status = c->cycles.tx_status;
-  h->started_ns = uv_hrtime();
-  pgg_buf_append(&h->err, m->raw, m->raw_len);
-  pgg_buf_append(&h->replay, c->rec.data, c->rec.len);
-  hold_set_all(c, true);
-  if (h->prior_status != 'I') {
-    /* Roll back now, before the repair: the failed statement may hold locks
-     * (on the tables it did find) that the repair's ALTER TABLE would wait
-     * on. The client's set-up is re-sent after the repair. */
-    pgg_buf_append(&h->resend, c->setup.data, c->setup.len);
-    pgg_buf q;
-    pgg_buf_init(&q);
-    pgg_build_query(&q, rollback);
-    inject(c, &q, PGG_CYCLE_SWALLOW);
-    pgg_buf_free(&q);
-  }
-  h->waiter.cb = on_hold_answer;
-  switch (pgg_guardian_request(&h->waiter)) {
-  case PGG_ASK_WAIT:
-    h->timer_running = true;
-    uv_timer_start(&h->timer, on_hold_timeout,
-                   (uint64_t)(pgg_p.opt->guard.repair_wait * 1000.0), 0);
-    break;
-  case PGG_ASK_NOTHING_MISSING:
-    /* Nothing is missing now: another sidecar may have created the object
-     * since this request failed, so replaying is worth one round trip. If
-     * the object is not in the desired schema, the replay fails the same
-     * way and that error goes to the client. */
-    h->answered = true;
-    h->outcome = PGG_REPAIR_NOTHING;
-    break;
-  default:
-    h->answered = true;
-    h->outcome = PGG_REPAIR_FAILED;
-    break;
-  }
   update_reads(c);
 }
 
 /* ---- server -> client ---------------------------------------------------- */
 
-/* Bookkeeping when a cycle ends; returns whether its responses are dropped. */
-static void cycle_done(conn *c, const pgg_cycle *done, char status)
+/*
+ * The set-up of the current transaction block, kept for a re-send after
+ * pgguard's ROLLBACK: it must cover everything since BEGIN, all of it
+ * data-free set-up (BEGIN / START TRANSACTION / SET), or a replay in the
+ * block is ruled out until the block ends.
+ */
+static void track_setup(conn *c, const pgg_cycle *done, char before, char after)
+{
+  size_t len = 0;
+  bool whole = !c->rec_broken && c->rec.len - c->rec_off >= done->bytes;
+  const uint8_t *bytes = c->rec.data + c->rec_off;
+
+  (void)len;
+  if (after == 'I') {
+    pgg_buf_reset(&c->setup);
+    buf_trim(&c->setup);
+    c->setup_covered = false;
+    return;
+  }
+  if (before == 'I') {
+    /* This cycle opened the block. */
+    pgg_buf_reset(&c->setup);
+    c->setup_covered = false;
+  } else if (!c->setup_covered) {
+    return;
+  }
+  if (after == 'T' && whole && pgg_cycle_is_setup(done) && c->setup.len + done->bytes <= RECORD_MAX &&
+      pgg_buf_append(&c->setup, bytes, done->bytes) == PGG_OK) {
+    c->setup_covered = true;
+    return;
+  }
+  c->setup_covered = false;
+  pgg_buf_reset(&c->setup);
+}
+
+/* Bookkeeping when a cycle ends. */
+static void cycle_done(conn *c, const pgg_cycle *done, char before, char status)
 {
   if (done->flags & PGG_CYCLE_SWALLOW) {
+    assert(c->swallow_inflight > 0);
     if (c->swallow_inflight)
       c->swallow_inflight--;
     if (done->failed)
@@ -931,27 +891,11 @@ static void cycle_done(conn *c, const pgg_cycle *done, char status)
   }
   if (done->flags & PGG_CYCLE_REPLAY)
     pgg_metrics_g.replays[done->failed ? PGG_REPLAY_RES_FAILED : PGG_REPLAY_RES_SUCCEEDED]++;
-  if (!c->guarded)
+  if (!c->recording)
     return;
-  /* Transaction set-up: what may be re-sent after a ROLLBACK. */
-  if (status == 'I') {
-    pgg_buf_reset(&c->setup);
-    c->txn_dirty = false;
-  } else if (status == 'T' && !c->txn_dirty && pgg_cycle_is_setup(done) && !c->rec_overflow) {
-    pgg_buf_append(&c->setup, c->rec.data, done->bytes);
-  } else if (done->setup_tags || done->other_tags || done->rows || done->copy ||
-             done->failed) {
-    c->txn_dirty = true;
-    pgg_buf_reset(&c->setup);
-  }
-  if (c->rec_overflow) {
-    if (c->cycles.n == 0 && pgg_framer_at_boundary(&c->cf)) {
-      c->rec_overflow = false;
-      pgg_buf_reset(&c->rec);
-    }
-  } else {
-    pgg_buf_consume(&c->rec, done->bytes <= c->rec.len ? done->bytes : c->rec.len);
-  }
+  track_setup(c, done, before, status);
+  rec_consume(c, done->bytes);
+  rec_resync(c);
 }
 
 /* What to do with one whole server message. */
@@ -986,90 +930,146 @@ static int sasl_without_plus(conn *c, const pgg_msg *m)
   return REPLACE;
 }
 
+/* The SQL of the statement that failed first in the recorded cycle, or NULL. */
+static const char *failed_statement(const uint8_t *rec, size_t len)
+{
+  const char *sql = NULL, *name = NULL;
+  if (len < 5)
+    return NULL;
+  uint32_t mlen = (uint32_t)rec[1] << 24 | (uint32_t)rec[2] << 16 | (uint32_t)rec[3] << 8 | rec[4];
+  if (mlen < 4 || mlen > len - 1)
+    return NULL;
+  /* Nothing of the cycle was answered, so its first message failed: a
+   * Query, or the Parse of an extended batch. A Bind of a statement parsed
+   * earlier names no SQL here: not replayable. */
+  if (rec[0] == 'Q' && pgg_parse_query(rec + 5, mlen - 4, &sql) == PGG_OK)
+    return sql;
+  if (rec[0] == 'P' && pgg_parse_parse(rec + 5, mlen - 4, &name, &sql) == PGG_OK)
+    return sql;
+  return NULL;
+}
+
+/* A guarded SQLSTATE arrived as an ErrorResponse: pass, hold, or repair only. */
+static int guarded_error(conn *c, const pgg_msg *m, const pgg_error_fields *ef, const char *sqlstate)
+{
+  pgg_cycle *head = pgg_cycles_head(&c->cycles);
+  bool labels = pgg_guardian_missing_labels();
+
+  if (!c->recording || !pgg_guardian_active() || !c->database ||
+      !pgg_guardian_guards_database(c->database))
+    return FORWARD;
+  pgg_explain ex = pgg_explain_error(pgg_guardian_desired(), sqlstate, pgg_error_field(ef, 'S'),
+                                     pgg_error_field(ef, 'V'), pgg_error_message(ef));
+  if (ex == PGG_EXPLAIN_NO) {
+    pgg_log(PGG_LOG_DEBUG, "guarded_error", "conn=%llu sqlstate=%s decision=pass why=%s",
+            (unsigned long long)c->id, sqlstate, pgg_logq("not in the desired schema"));
+    return FORWARD;
+  }
+  size_t rlen = 0;
+  const uint8_t *rec = pgg_conn_rec_head(c, &rlen);
+  const char *why = NULL;
+  pgg_replay_input in = {
+    .sqlstate = sqlstate,
+    .missing_labels = labels,
+    .has_position = pgg_error_field(ef, 'P') != NULL,
+    .has_context = pgg_error_field(ef, 'W') != NULL || pgg_error_field(ef, 'q') != NULL,
+    .stmt_ok = rec && pgg_replay_stmt_ok(failed_statement(rec, rlen)),
+    .translated = ex == PGG_EXPLAIN_TRANSLATED,
+    .cycle = head,
+    .in_flight = c->cycles.n,
+    .tx_status = c->cycles.tx_status,
+    .setup_covered = c->setup_covered,
+    .recorded = rec != NULL,
+  };
+  pgg_guard_decision d = pgg_replay_decide(&in, &why);
+  pgg_log(PGG_LOG_INFO, "guarded_error", "conn=%llu sqlstate=%s decision=%s%s%s",
+          (unsigned long long)c->id, sqlstate,
+          d == PGG_GUARD_REPLAY ? "replay" : d == PGG_GUARD_REPAIR_ONLY ? "repair_only" : "pass",
+          why ? " why=" : "", why ? pgg_logq(why) : "");
+  if (d == PGG_GUARD_REPLAY && pgg_hold_start(c, m, in.translated))
+    return DROP;
+  if (d != PGG_GUARD_PASS) {
+    /* Not replayable (or the hold could not be set up); the error goes
+     * through at once (the client's transaction may hold locks the repair
+     * needs), and the repair runs so that the client's retry finds the
+     * objects. */
+    if (!(head && (head->flags & PGG_CYCLE_REPLAY)))
+      pgg_metrics_g.replays[PGG_REPLAY_RES_SKIPPED]++;
+    pgg_guardian_request(NULL);
+  }
+  return FORWARD;
+}
+
 static int server_msg(conn *c, const pgg_msg *m)
 {
   pgg_cycle *head = pgg_cycles_head(&c->cycles);
   bool swallow = head && (head->flags & PGG_CYCLE_SWALLOW);
-  hold *h = &c->h;
 
   if (m->type == 'Z') {
-    char status = 'I';
+    char status = 'I', before = c->cycles.tx_status;
     pgg_cycle done;
     if (m->body && pgg_parse_ready_for_query(m->body, m->body_len, &status) != PGG_OK)
       return FORWARD;
     if (!c->ready_seen) {
+      /* The end of start-up answers no request: cycles an eager client
+       * opened with its startup packet stay in flight. */
       c->ready_seen = true;
-      pgg_buf_reset(&c->rec);
+      c->cycles.tx_status = status;
+      if (c->recording)
+        rec_resync(c);
+      return FORWARD;
     }
     bool popped = pgg_cycles_ready(&c->cycles, status, &done);
     if (popped)
-      cycle_done(c, &done, status);
-    if (h->active && !h->got_ready && !swallow) {
-      h->got_ready = true;
-      pgg_buf_append(&h->ready, m->raw, m->raw_len);
-      hold_finish(c);
+      cycle_done(c, &done, before, status);
+    if (pgg_hold_before_ready(c) && !swallow) {
+      pgg_hold_ready(c, m);
       return DROP;
     }
-    if (!c->h.active && !c->swallow_inflight)
-      hold_set_all(c, false);
+    if (!pgg_hold_active(c) && !c->swallow_inflight)
+      pgg_conn_hold_all(c, false);
     return swallow ? DROP : FORWARD;
   }
 
   if (m->type == 'R' && m->body && !c->ready_seen)
     return sasl_without_plus(c, m);
 
+  if (m->type == 'K' && m->body && !c->ready_seen) {
+    const uint8_t *key;
+    size_t klen;
+    if (pgg_parse_backend_key_data(m->body, m->body_len, &c->backend_pid, &key, &klen) == PGG_OK &&
+        klen <= sizeof(c->backend_key)) {
+      memcpy(c->backend_key, key, klen);
+      c->backend_key_len = klen;
+    }
+    return FORWARD;
+  }
+
   const char *tag = NULL;
   if (m->type == 'C' && m->body)
     pgg_parse_command_complete(m->body, m->body_len, &tag);
 
-  if (m->type == 'E' && m->body && !swallow && !(h->active && !h->got_ready)) {
+  if (m->type == 'E' && m->body && !swallow && !pgg_hold_before_ready(c)) {
     pgg_error_fields ef;
     if (pgg_parse_error(m->body, m->body_len, &ef) == PGG_OK) {
       const char *sqlstate = pgg_error_sqlstate(&ef);
       int idx = pgg_metrics_sqlstate_index(sqlstate);
-      bool labels = pgg_guardian_missing_labels();
-      if (idx >= 0 && pgg_guarded_sqlstate(sqlstate, labels)) {
+      if (idx >= 0 && pgg_guarded_sqlstate(sqlstate, pgg_guardian_missing_labels())) {
         pgg_metrics_g.undefined_object_errors[idx]++;
-        const char *why = NULL;
-        pgg_replay_input in = {
-          .sqlstate = sqlstate,
-          .missing_labels = labels,
-          .cycle = head,
-          .in_flight = c->cycles.n,
-          .tx_status = c->cycles.tx_status,
-          .txn_setup_only = !c->txn_dirty,
-          .recorded = !c->rec_overflow && head && c->rec.len == head->bytes &&
-                      pgg_framer_at_boundary(&c->cf),
-        };
-        pgg_guard_decision d = c->guarded && pgg_guardian_active() ? pgg_replay_decide(&in, &why)
-                                                                   : PGG_GUARD_PASS;
-        pgg_log(PGG_LOG_INFO, "guarded_error", "conn=%llu sqlstate=%s decision=%s%s%s",
-                (unsigned long long)c->id, sqlstate,
-                d == PGG_GUARD_REPLAY ? "replay" : d == PGG_GUARD_REPAIR_ONLY ? "repair_only" : "pass",
-                why ? " why=" : "", why ? pgg_logq(why) : "");
-        if (d == PGG_GUARD_REPLAY && m->raw) {
+        if (guarded_error(c, m, &ef, sqlstate) == DROP) {
           pgg_cycles_server(&c->cycles, m->type, NULL);
-          hold_start(c, m);
           return DROP;
-        }
-        if (d == PGG_GUARD_REPAIR_ONLY) {
-          /* Not replayable; the error goes through at once (the client's
-           * transaction may hold locks the repair needs), and the repair
-           * runs so that the client's retry finds the objects. */
-          if (!(head && (head->flags & PGG_CYCLE_REPLAY)))
-            pgg_metrics_g.replays[PGG_REPLAY_RES_SKIPPED]++;
-          pgg_guardian_request(NULL);
         }
       }
     }
   }
   pgg_cycles_server(&c->cycles, m->type, tag);
 
-  if (h->active && !h->got_ready && !swallow) {
+  if (pgg_hold_before_ready(c) && !swallow) {
     /* Between the withheld error and its ReadyForQuery: asynchronous
      * messages only (NOTICE, NOTIFY, ParameterStatus). */
     if (m->raw)
-      pgg_buf_append(&h->other, m->raw, m->raw_len);
+      pgg_hold_other(c, m);
     return DROP;
   }
   return swallow ? DROP : FORWARD;

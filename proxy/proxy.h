@@ -102,6 +102,12 @@ pgg_ask pgg_guardian_request(pgg_guard_waiter *w);
 void pgg_guardian_cancel(pgg_guard_waiter *w);
 const char *pgg_guardian_drift_json(void);
 bool pgg_guardian_ready(const char **why);
+/* The guard acts only for sessions on the admin URL's database, on the same server. */
+bool pgg_guardian_guards_database(const char *dbname);
+/* The loaded desired schema, or NULL. */
+const pgg_catalog *pgg_guardian_desired(void);
+/* A server-leg connection succeeded: the admin connection's backoff starts over. */
+void pgg_guardian_upstream_ok(void);
 
 /* admin_http.c */
 int pgg_admin_http_start(void);
