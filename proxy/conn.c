@@ -876,6 +876,14 @@ static void track_setup(conn *c, const pgg_cycle *done, char before, char after)
   pgg_buf_reset(&c->setup);
 }
 
+/* A server message answers the oldest cycle, except during start-up: an
+ * eager client's first cycle must not count authentication as its answer. */
+static void cycles_server(conn *c, uint8_t type, const char *tag)
+{
+  if (c->ready_seen)
+    pgg_cycles_server(&c->cycles, type, tag);
+}
+
 /* Bookkeeping when a cycle ends. */
 static void cycle_done(conn *c, const pgg_cycle *done, char before, char status)
 {
@@ -1057,13 +1065,13 @@ static int server_msg(conn *c, const pgg_msg *m)
       if (idx >= 0 && pgg_guarded_sqlstate(sqlstate, pgg_guardian_missing_labels())) {
         pgg_metrics_g.undefined_object_errors[idx]++;
         if (guarded_error(c, m, &ef, sqlstate) == DROP) {
-          pgg_cycles_server(&c->cycles, m->type, NULL);
+          cycles_server(c, m->type, NULL);
           return DROP;
         }
       }
     }
   }
-  pgg_cycles_server(&c->cycles, m->type, tag);
+  cycles_server(c, m->type, tag);
 
   if (pgg_hold_before_ready(c) && !swallow) {
     /* Between the withheld error and its ReadyForQuery: asynchronous
@@ -1177,7 +1185,7 @@ static void on_server_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (m.raw || m.type == 'Z' || m.type == 'E' || m.type == 'C')
       action = server_msg(c, &m);
     else
-      pgg_cycles_server(&c->cycles, m.type, NULL);
+      cycles_server(c, m.type, NULL);
     if (m.buffered) {
       send_bytes(&c->cl, p + fwd, before - fwd);
       fwd = pos;

@@ -1,0 +1,263 @@
+# Replay only what never executed (issue 7, items 3 and 4): each case here once made pgguard run
+# something twice, commit what the client rolled back, or hold a request the client cancelled.
+# Every test checks what the client received and what the database holds afterwards.
+import re
+import threading
+import time
+import types
+
+import psycopg2
+import psycopg2.errors
+import pytest
+
+from guard_fixtures import (REPLAY_SCHEMA, count, guard_events, make_db, metric, start_guarded,
+                            tables, wait_metric)
+from pgwire import RawConn, query, startup_packet
+
+DESIRED = REPLAY_SCHEMA.read_text()
+SEED_ROWS = ["INSERT INTO existing (note) VALUES ('a'), ('b')"]
+NO_WIDGETS = ['DROP TABLE "widgets"']
+NO_EXTRA = ['ALTER TABLE "existing" DROP COLUMN "extra"']
+NO_PRIORITY = ['DROP TYPE "priority"']
+TWO_MOODS = ['DROP TABLE "mood_log"', 'DROP TYPE "mood"',
+             "CREATE TYPE \"mood\" AS ENUM ('happy', 'sad')",
+             'CREATE TABLE "mood_log" ("id" SERIAL NOT NULL, "m" "mood" NOT NULL, '
+             'CONSTRAINT "mood_log_pkey" PRIMARY KEY ("id"))']
+TRUST = {"user": "wire_trust", "password": None}
+
+REPAIRS = "pgguard_repairs_total"
+REPLAYS = "pgguard_replays_total"
+
+
+@pytest.fixture
+def guarded(pg, pgguard, request):
+  """guarded(drops, *pgguard_args, role=None) -> namespace(inst, db, kw)."""
+  db = "rs_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[-50:]
+  started = []
+
+  def make(drops=(), *args, role=None, ready=True):
+    if role is not None:
+      pg.create_role(role["user"], role["password"])
+    kw = make_db(pg, db, DESIRED, list(drops) + SEED_ROWS, role=role)
+    inst = start_guarded(pgguard, pg, db, *args, role=role, ready=ready)
+    started.append(inst)
+    return types.SimpleNamespace(inst=inst, db=db, kw=kw)
+  yield make
+  for inst in started:
+    print("---- pgguard log (%s)\n%s" % (" ".join(inst.argv[1:]), inst.log[-6000:]))
+
+
+def seq_value(pg, db, seq="existing_id_seq"):
+  """How many values the sequence (start 1, increment 1) has handed out."""
+  last, called = pg.sql("SELECT last_value, is_called FROM %s" % seq, db=db)[0]
+  return last if called else last - 1
+
+
+def decisions(inst):
+  return [e.get("decision") for e in guard_events(inst, "guarded_error")]
+
+
+def eager_session(endpoint, db, *queries):
+  """A raw session whose startup packet and first queries go out in one write (trust auth)."""
+  raw = RawConn(endpoint.host, endpoint.port)
+  raw.send(startup_packet({"user": TRUST["user"], "database": db})
+           + b"".join(query(q) for q in queries))
+  msgs = raw.read_until({b"Z"})
+  assert msgs[0].type == b"R", msgs
+  return raw
+
+
+# --- bookkeeping: bytes sent with the startup packet ----------------------------------
+
+def test_eager_begin_then_insert_on_missing_table_then_rollback_commits_nothing(guarded, pg):
+  g = guarded(NO_WIDGETS, role=TRUST)
+  with eager_session(g.inst, g.db, "BEGIN",
+                     "INSERT INTO widgets (name) VALUES ('eager-rolled-back')") as raw:
+    begin = raw.read_until({b"Z"})
+    assert [m.type for m in begin] == [b"C", b"Z"] and begin[-1].body == b"T", begin
+    ins = raw.read_until({b"Z"})
+    # Replayed inside the client's own transaction: the client sees its INSERT succeed...
+    assert [m.type for m in ins] == [b"C", b"Z"], ins
+    assert ins[-1].body == b"T", ins
+    done = raw.simple_query("ROLLBACK")
+    assert done[-1].body == b"I"
+  # ...and its ROLLBACK takes the row away.
+  assert "public.widgets" in tables(pg, g.db)
+  assert count(pg, g.db, "SELECT count(*) FROM widgets") == 0
+  assert metric(g.inst, REPLAYS, result="succeeded") == 1, g.inst.log[-3000:]
+
+
+def test_eager_first_query_on_missing_table_is_guarded_and_runs_once(guarded, pg):
+  g = guarded(NO_WIDGETS, role=TRUST)
+  with eager_session(g.inst, g.db, "INSERT INTO widgets (name) VALUES ('eager-once')") as raw:
+    ins = raw.read_until({b"Z"})
+    assert [m.type for m in ins] == [b"C", b"Z"], ins
+    assert ins[0].body.rstrip(b"\0") == b"INSERT 0 1"
+  assert count(pg, g.db, "SELECT count(*) FROM widgets WHERE name = 'eager-once'") == 1
+  assert metric(g.inst, REPLAYS, result="succeeded") == 1, g.inst.log[-3000:]
+
+
+def test_set_up_too_large_to_record_makes_the_block_repair_only(guarded, pg):
+  g = guarded(NO_WIDGETS)
+  conn = g.inst.connect(autocommit=False)
+  with conn.cursor() as cur:
+    cur.execute("SET LOCAL pgguard_test.big = %s", ("x" * (1100 * 1024),))
+    with pytest.raises(psycopg2.errors.UndefinedTable):
+      cur.execute("INSERT INTO widgets (name) VALUES ('after-big-set')")
+  conn.rollback()
+  conn.close()
+  assert decisions(g.inst) == ["repair_only"], g.inst.log[-3000:]
+  assert wait_metric(g.inst, REPAIRS, 1, result="applied") == 1
+  assert count(pg, g.db, "SELECT count(*) FROM widgets") == 0
+  assert metric(g.inst, REPLAYS, result="succeeded") == 0
+
+
+# --- rule 0: only errors of parse analysis are replayed --------------------------------
+
+def assert_ran_once_and_not_replayed(g, pg, sql, exc, before, seq="existing_id_seq"):
+  conn = g.inst.connect()
+  with conn.cursor() as cur:
+    with pytest.raises(exc) as ei:
+      cur.execute(sql)
+    cur.execute("SELECT 1")
+  conn.close()
+  assert decisions(g.inst) == ["repair_only"], g.inst.log[-3000:]
+  assert metric(g.inst, REPLAYS, result="succeeded") == 0
+  after = seq_value(pg, g.db, seq)
+  assert after == before + 1, "nextval() ran %d times" % (after - before)
+  return ei.value
+
+
+def test_do_block_calling_nextval_before_a_missing_table_is_not_replayed(guarded, pg):
+  g = guarded(NO_WIDGETS)
+  before = seq_value(pg, g.db)
+  e = assert_ran_once_and_not_replayed(
+    g, pg, "DO $$ BEGIN PERFORM nextval('existing_id_seq'); "
+           "EXECUTE 'INSERT INTO widgets (name) VALUES (''from-do'')'; END $$",
+    psycopg2.errors.UndefinedTable, before)
+  assert e.diag.context is not None
+  # The repair still runs, so the client's retry works.
+  assert wait_metric(g.inst, REPAIRS, 1, result="applied") == 1
+  assert count(pg, g.db, "SELECT count(*) FROM widgets") == 0
+
+
+def test_trigger_on_existing_table_inserting_into_missing_table_is_not_replayed(guarded, pg):
+  g = guarded(NO_WIDGETS)
+  pg.sql("CREATE FUNCTION copy_note() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+         "INSERT INTO widgets (name) VALUES (NEW.note); RETURN NEW; END $$", db=g.db)
+  pg.sql("CREATE TRIGGER copy_note AFTER INSERT ON existing FOR EACH ROW "
+         "EXECUTE FUNCTION copy_note()", db=g.db)
+  before = seq_value(pg, g.db)
+  assert_ran_once_and_not_replayed(g, pg, "INSERT INTO existing (note) VALUES ('trig')",
+                                   psycopg2.errors.UndefinedTable, before)
+  assert count(pg, g.db, "SELECT count(*) FROM existing WHERE note = 'trig'") == 0
+
+
+def test_sql_function_reading_a_missing_table_is_not_replayed(guarded, pg):
+  g = guarded(NO_WIDGETS)
+  pg.sql("SET check_function_bodies = off; CREATE FUNCTION widget_count() RETURNS bigint "
+         "LANGUAGE sql VOLATILE AS 'SELECT count(*) FROM widgets'", db=g.db)
+  conn = g.inst.connect()
+  with conn.cursor() as cur:
+    with pytest.raises(psycopg2.errors.UndefinedTable) as ei:
+      cur.execute("SELECT widget_count()")
+    cur.execute("SELECT 1")
+  conn.close()
+  assert ei.value.diag.context is not None
+  assert decisions(g.inst) == ["repair_only"], g.inst.log[-3000:]
+  assert metric(g.inst, REPLAYS, result="succeeded") == 0
+
+
+def test_runtime_enum_cast_after_nextval_is_not_replayed(guarded, pg):
+  """The serial default's nextval() runs before the cast fails at execution (no P field)."""
+  g = guarded(TWO_MOODS)
+  before = seq_value(pg, g.db, "mood_log_id_seq")
+  e = assert_ran_once_and_not_replayed(
+    g, pg, "INSERT INTO mood_log (m) SELECT v::mood FROM (VALUES ('meh')) AS t(v)",
+    psycopg2.errors.InvalidTextRepresentation, before, "mood_log_id_seq")
+  assert e.diag.statement_position is None
+  assert count(pg, g.db, "SELECT count(*) FROM mood_log") == 0
+
+
+# --- never replay what is not a query or DML --------------------------------------------
+
+def test_drop_type_of_a_missing_desired_type_fails_and_is_not_turned_into_a_drop(guarded, pg):
+  g = guarded(NO_PRIORITY)
+  conn = g.inst.connect()
+  with conn.cursor() as cur:
+    with pytest.raises(psycopg2.errors.UndefinedObject):
+      cur.execute("DROP TYPE priority")
+  conn.close()
+  assert decisions(g.inst) == ["repair_only"], g.inst.log[-3000:]
+  assert wait_metric(g.inst, REPAIRS, 1, result="applied") == 1
+  # The repair created the type; the failed DROP was never run again.
+  assert count(pg, g.db, "SELECT count(*) FROM pg_type WHERE typname = 'priority'") == 1
+
+
+def test_drop_column_of_a_missing_desired_column_fails_and_is_not_turned_into_a_drop(guarded, pg):
+  g = guarded(NO_EXTRA)
+  conn = g.inst.connect()
+  with conn.cursor() as cur:
+    with pytest.raises(psycopg2.errors.UndefinedColumn):
+      cur.execute("ALTER TABLE existing DROP COLUMN extra")
+  conn.close()
+  assert decisions(g.inst) == ["repair_only"], g.inst.log[-3000:]
+  assert wait_metric(g.inst, REPAIRS, 1, result="applied") == 1
+  assert count(pg, g.db, "SELECT count(*) FROM information_schema.columns "
+                         "WHERE table_name = 'existing' AND column_name = 'extra'") == 1
+
+
+# --- a CancelRequest ends a hold at once --------------------------------------------------
+
+def test_cancel_of_a_request_held_for_a_repair_returns_the_original_error_at_once(guarded, pg):
+  g = guarded(NO_WIDGETS + NO_EXTRA, "--lock-timeout", "10000", "--repair-wait", "15")
+  locker = pg.connect(autocommit=False, **g.kw)
+  try:
+    with locker.cursor() as lc:
+      lc.execute("LOCK TABLE existing IN ACCESS EXCLUSIVE MODE")
+      conn = g.inst.connect()
+      timer = threading.Timer(0.7, conn.cancel)
+      with conn.cursor() as cur:
+        t0 = time.monotonic()
+        timer.start()
+        with pytest.raises(psycopg2.errors.UndefinedTable) as ei:
+          cur.execute("SELECT name FROM widgets")
+        elapsed = time.monotonic() - t0
+        timer.join()
+        assert ei.value.diag.message_primary == 'relation "widgets" does not exist'
+        cur.execute("SELECT 42")
+        assert cur.fetchone()[0] == 42
+      conn.close()
+  finally:
+    locker.rollback()
+    locker.close()
+  assert elapsed < 3.0, "the cancel did not end the hold (%.1fs)" % elapsed
+  assert guard_events(g.inst, "hold_cancelled"), g.inst.log[-3000:]
+  assert metric(g.inst, REPLAYS, result="skipped") == 1
+  assert metric(g.inst, REPLAYS, result="succeeded") == 0
+
+
+def test_cancel_in_a_block_restores_the_failed_transaction(guarded, pg):
+  """In a block pgguard has rolled back already; after the cancel the client's transaction must
+  be as PostgreSQL left it: aborted, so that its COMMIT commits nothing."""
+  g = guarded(NO_WIDGETS + NO_EXTRA, "--lock-timeout", "10000", "--repair-wait", "15")
+  locker = pg.connect(autocommit=False, **g.kw)
+  try:
+    with locker.cursor() as lc:
+      lc.execute("LOCK TABLE existing IN ACCESS EXCLUSIVE MODE")
+      conn = g.inst.connect(autocommit=False)
+      with conn.cursor() as cur:
+        cur.execute("SET LOCAL statement_timeout = '60s'")
+        timer = threading.Timer(0.7, conn.cancel)
+        timer.start()
+        with pytest.raises(psycopg2.errors.UndefinedTable):
+          cur.execute("SELECT name FROM widgets")
+        timer.join()
+        with pytest.raises(psycopg2.errors.InFailedSqlTransaction):
+          cur.execute("INSERT INTO existing (note) VALUES ('after-cancel')")
+      conn.rollback()
+      conn.close()
+  finally:
+    locker.rollback()
+    locker.close()
+  assert count(pg, g.db, "SELECT count(*) FROM existing WHERE note = 'after-cancel'") == 0
