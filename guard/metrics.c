@@ -18,7 +18,7 @@ static const double request_bounds[PGG_HIST_BUCKETS] = {
 };
 
 static const char *const sqlstate_names[PGG_SQLSTATE__COUNT] = {
-  "42P01", "42703", "42704", "22P02",
+  "42P01", "42703", "42704", "22P02", "42883", "3F000",
 };
 static const char *const repair_names[PGG_REPAIR_RES__COUNT] = {
   "applied", "nothing_missing", "failed",
@@ -119,6 +119,10 @@ int pgg_metrics_render(const pgg_metrics *m, pgg_buf *out)
                              "result", replay_names, m->replays, PGG_REPLAY_RES__COUNT);
   err = err ? err : header(out, "pgguard_client_connections", "gauge", "Open client connections.");
   err = err ? err : pgg_buf_printf(out, "pgguard_client_connections %lld\n", (long long)m->client_connections);
+  err = err ? err : header(out, "pgguard_connection_buffer_bytes", "gauge",
+                           "Bytes held by growable per-connection buffers (queues, records, holds), read buffers excluded.");
+  err = err ? err : pgg_buf_printf(out, "pgguard_connection_buffer_bytes %llu\n",
+                                   (unsigned long long)m->connection_buffer_bytes);
   err = err ? err : header(out, "pgguard_server_connections", "gauge", "Open connections to PostgreSQL.");
   err = err ? err : pgg_buf_printf(out, "pgguard_server_connections %lld\n", (long long)m->server_connections);
   err = err ? err : header(out, "pgguard_client_connections_total", "counter", "Client connections accepted.");

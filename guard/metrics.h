@@ -19,7 +19,10 @@ typedef struct {
 
 void pgg_histogram_observe(pgg_histogram *h, double v);
 
-enum { PGG_SQLSTATE_42P01, PGG_SQLSTATE_42703, PGG_SQLSTATE_42704, PGG_SQLSTATE_22P02, PGG_SQLSTATE__COUNT };
+enum {
+  PGG_SQLSTATE_42P01, PGG_SQLSTATE_42703, PGG_SQLSTATE_42704, PGG_SQLSTATE_22P02,
+  PGG_SQLSTATE_42883, PGG_SQLSTATE_3F000, PGG_SQLSTATE__COUNT
+};
 enum { PGG_REPAIR_RES_APPLIED, PGG_REPAIR_RES_NOTHING, PGG_REPAIR_RES_FAILED, PGG_REPAIR_RES__COUNT };
 enum {
   PGG_REPLAY_RES_SUCCEEDED,   /* replayed, and the replay succeeded */
@@ -35,6 +38,7 @@ typedef struct {
   pgg_histogram repair_duration;
   uint64_t replays[PGG_REPLAY_RES__COUNT];
   int64_t client_connections;
+  uint64_t connection_buffer_bytes; /* growable per-connection buffers, set before rendering */
   int64_t server_connections;
   uint64_t client_connections_total;
   uint64_t bytes[PGG_DIR__COUNT];

@@ -77,6 +77,7 @@ static void handle(http_conn *hc)
   if (strcmp(path, "/metrics") == 0) {
     pgg_buf body;
     pgg_buf_init(&body);
+    pgg_metrics_g.connection_buffer_bytes = pgg_conn_buffer_bytes();
     pgg_metrics_render(&pgg_metrics_g, &body);
     respond(hc, 200, "text/plain; version=0.0.4; charset=utf-8", (const char *)body.data, body.len);
     pgg_buf_free(&body);

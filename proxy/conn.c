@@ -54,6 +54,21 @@ size_t pgg_conn_count(void)
   return nconns;
 }
 
+size_t pgg_conn_buffer_bytes(void)
+{
+  size_t n = 0;
+  for (const conn *c = conns; c; c = c->next) {
+    const pgg_buf *bufs[] = {
+      &c->cl.out, &c->cl.flight, &c->cl.plain, &c->sv.out, &c->sv.flight, &c->sv.plain,
+      &c->startup, &c->early, &c->cf.acc, &c->sf.acc, &c->rec, &c->setup, &c->tls_out,
+      &c->replace, &c->h.err, &c->h.ready, &c->h.other, &c->h.replay, &c->h.resend,
+    };
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
+      n += bufs[i]->cap;
+  }
+  return n;
+}
+
 /* ---- output with backpressure ------------------------------------------ */
 
 static size_t queued(const side *s)

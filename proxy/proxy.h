@@ -72,6 +72,8 @@ void pgg_listener_stop(void);
 /* conn.c */
 void pgg_conn_accept(uv_stream_t *server);
 size_t pgg_conn_count(void);
+/* Capacity of every connection's growable buffers (read buffers excluded). */
+size_t pgg_conn_buffer_bytes(void);
 /* Close every connection (shutdown grace period over). */
 void pgg_conn_close_all(void);
 /* Close connections that are between requests (draining). */

@@ -261,3 +261,37 @@ def test_cancel_in_a_block_restores_the_failed_transaction(guarded, pg):
     locker.rollback()
     locker.close()
   assert count(pg, g.db, "SELECT count(*) FROM existing WHERE note = 'after-cancel'") == 0
+
+
+# --- bounded recording ------------------------------------------------------------------
+
+def test_idle_guarded_connection_gives_back_the_memory_of_a_1mb_request(guarded, pg):
+  g = guarded(())
+  conn = g.inst.connect()
+  with conn.cursor() as cur:
+    cur.execute("SELECT length(%s)", ("x" * (1 << 20),))
+    assert cur.fetchone()[0] == 1 << 20
+    time.sleep(0.2)
+    held = g.inst.metrics().get_value("pgguard_connection_buffer_bytes")
+    assert held is not None and held <= 16384, "an idle connection keeps %d bytes" % held
+  conn.close()
+
+
+def test_deep_pipeline_with_a_missing_table_at_its_end_runs_each_query_once(guarded, pg):
+  """9000 pipelined INSERTs, then a query on a missing table sent once they are answered: every
+  INSERT runs once, the record stays aligned across the pipeline, and the last query, alone in
+  flight, is replayed."""
+  g = guarded(NO_WIDGETS)
+  raw = RawConn(g.inst.host, g.inst.port, timeout=30)
+  raw.startup(g.kw["user"], g.kw["dbname"], password=g.kw["password"])
+  n = 9000
+  raw.send(b"".join(query("INSERT INTO existing (note) VALUES ('p%d')" % i) for i in range(n)))
+  for _ in range(n):
+    msgs = raw.read_until({b"Z"})
+    assert msgs[0].type == b"C", msgs
+  got = raw.simple_query("SELECT count(*) FROM widgets")
+  assert [m.type for m in got][-1] == b"Z"
+  assert got[0].type == b"T", got  # replayed after the repair: RowDescription, DataRow
+  raw.close()
+  assert count(pg, g.db, "SELECT count(*) FROM existing WHERE note LIKE 'p%'") == n
+  assert metric(g.inst, REPLAYS, result="succeeded") == 1, g.inst.log[-3000:]
