@@ -37,6 +37,7 @@ import os
 import random
 import re
 import shlex
+import shutil
 import signal
 import socket
 import struct
@@ -241,6 +242,8 @@ class Round:
     self.requests = 0
     self.errors = {}                 # SQLSTATE -> count
     self.seq_users = {s: set() for s in SEQS}
+    self.write_seq = {}              # (table, wid) -> sequence its id came from
+    self.holds = []                  # (held, seconds from CancelRequest to answer or None)
 
   def violation(self, text):
     with self.lock:
@@ -262,6 +265,8 @@ class Request:
   def record(self, st, out, status=None):
     lo, hi = seq_range(st, out)
     with self.rnd.lock:
+      for k in st.writes:
+        self.rnd.write_seq[k] = st.seq
       if st.seq:
         self.rnd.seq[st.seq][0] += lo
         self.rnd.seq[st.seq][1] += hi
@@ -939,6 +944,13 @@ def verify(pg, rnd, seq_before):
                            n, number))
       for key, n in sorted(found.items()):
         rnd.violation("row %s wid=%d: %d row(s) nobody wrote" % (key[0], key[1], n))
+      ids = {}
+      for t in TABLES:
+        cur.execute("SELECT to_regclass(%s) IS NOT NULL", (t,))
+        if cur.fetchone()[0]:
+          cur.execute("SELECT wid, id FROM %s WHERE wid >= %%s AND wid < %%s" % t, (lo, hi))
+          for wid, i in cur.fetchall():
+            ids[(t, wid)] = i
       now = seq_used(cur)
       for s in SEQS:
         delta = now[s] - seq_before[s]
@@ -948,6 +960,14 @@ def verify(pg, rnd, seq_before):
                         "(requests %s)"
                         % (s, delta, want_lo if want_lo == want_hi else "%d..%d" % (want_lo, want_hi),
                            ",".join("#%d" % n for n in sorted(rnd.seq_users[s]))))
+          # A hint: rows whose id follows a value nobody's surviving row holds (a first run
+          # whose value was lost, then the replay's).
+          held = {i for k, i in ids.items() if rnd.write_seq.get(k) == s}
+          gaps = set(range(seq_before[s] + 1, now[s] + 1)) - held
+          for k, i in sorted(ids.items()):
+            if rnd.write_seq.get(k) == s and i - 1 in gaps:
+              rnd.violation("  hint: %s wid=%d (request #%d) has %s id %d right after unused "
+                            "value %d" % (k[0], k[1], rnd.fates.get(k, [0, 0])[1], s, i, i - 1))
       return now
   finally:
     conn.close()
@@ -962,10 +982,19 @@ def hold_and_cancel(pg, ep, rnd, wids, direct):
                             application_name="torture-locker")
   req = Request(rnd, "H", "hold+cancel", ep.name)
   model = TxModel(req)
+  released = threading.Lock()
+
+  def release():
+    with released:
+      if not locker.closed:
+        locker.rollback()
+        locker.close()
+  timer = threading.Timer(HOLD_SECONDS, release)
   try:
     with locker.cursor() as cur:
       cur.execute("LOCK TABLE anchor IN ACCESS SHARE MODE")
     t_lock = time.monotonic()
+    timer.start()
     conn, pid, key = raw_startup(ep)
     try:
       st = insert("ledger", "s_cancel", next(wids), "cancel", extra=True)
@@ -992,6 +1021,7 @@ def hold_and_cancel(pg, ep, rnd, wids, direct):
       took = time.monotonic() - (t_cancel or t_lock)
       c = Cycle("Q", [st])
       model.cycle([st], interpret(c, msgs), status=chr(msgs[-1].body[0]))
+      rnd.holds.append((t_cancel is not None, took if t_cancel is not None else None))
       if t_cancel is not None:
         req.note("  answered %.2fs after the CancelRequest" % took)
         if took > CANCEL_SLACK:
@@ -1004,10 +1034,8 @@ def hold_and_cancel(pg, ep, rnd, wids, direct):
       if left > 0:
         time.sleep(left)
   finally:
-    try:
-      locker.rollback()
-    finally:
-      locker.close()
+    timer.cancel()
+    release()
     req.done()
 
 
@@ -1028,6 +1056,10 @@ class Torture:
     self.total_requests = 0
     self.rounds = 0
     self.errors = {}
+    self.holds = []
+    self.verbose = bool(os.environ.get("TORTURE_VERBOSE"))
+    self.restart = None      # () -> a new ready pgguard, to replace one that died
+    self.crashed = []
 
   def say(self, text):
     print(text, file=self.out, flush=True)
@@ -1081,17 +1113,24 @@ class Torture:
             if s.broken:
               s.close()
         seq_before = verify(self.pg, rnd, seq_before)
-        for g in self.guards:
+        for i, g in enumerate(self.guards):
           if g.returncode is not None:
-            rnd.violation("pgguard pid %d exited with %r" % (g.pid, g.returncode))
+            rnd.violation("pgguard pid %d exited with %r (log %s)" % (g.pid, g.returncode, g.logpath))
+            if self.restart is not None:  # carry on with a fresh one so the run goes on
+              self.crashed.append(g)
+              self.guards[i] = ng = self.restart()
+              self.endpoints[i].port = ng.port
         self.rounds = number
         self.total_requests += rnd.requests
+        self.holds += rnd.holds
         for k, v in rnd.errors.items():
           self.errors[k] = self.errors.get(k, 0) + v
+        if self.verbose:
+          self.say("---- round %d (dropped %s)\n%s" % (number, ",".join(broken), "\n".join(rnd.log)))
         if rnd.violations:
           self.report(rnd, broken)
           self.violations += rnd.violations
-          if any("exited" in v for v in rnd.violations):
+          if self.restart is None and any("exited" in v for v in rnd.violations):
             break
     finally:
       for w in workers:
@@ -1135,9 +1174,12 @@ class Torture:
         ",".join("%s:%d" % kv for kv in sorted(rp.items())),
         ",".join("%s:%d" % kv for kv in sorted(rr.items())))
     errs = ",".join("%s:%d" % kv for kv in sorted(self.errors.items(), key=lambda kv: str(kv[0])))
-    line = ("torture: seed=%s requests=%d rounds=%d violations=%d replays=%d repairs=%d%s errors=%s"
+    cancelled = [t for held, t in self.holds if held]
+    holds = " crashes=%d holds=%d cancelled=%d slowest_cancel_s=%s" % (len(self.crashed),
+      len(self.holds), len(cancelled), "%.2f" % max(cancelled) if cancelled else "-")
+    line = ("torture: seed=%s requests=%d rounds=%d violations=%d replays=%d repairs=%d%s%s errors=%s"
             % (self.seed, self.total_requests, self.rounds, len(self.violations), replays, repairs,
-               detail, errs or "-"))
+               detail, holds, errs or "-"))
     self.say(line)
     return line
 
@@ -1175,6 +1217,12 @@ def run_torture(pg, start_pgguard, schema_dir, seed, seconds, requests=0, direct
     endpoints = [Endpoint("pgguard%d" % i, g.host, g.port) for i, g in enumerate(guards)]
   t = Torture(pg, endpoints, seed, seconds, requests=requests, workers=workers, direct=direct,
               guards=guards, out=out, rerun=rerun)
+  if not direct:
+    def restart():
+      g = start_pgguard(guard_args(pg, schema))
+      wait_ready(g, timeout=60)
+      return g
+    t.restart = restart
   t.run()
   return t
 
@@ -1203,6 +1251,8 @@ def main(argv=None):
   ap.add_argument("--direct", action="store_true",
                   help="control run against PostgreSQL alone (validates the model)")
   ap.add_argument("--pgguard", default=os.environ.get("PGGUARD_BIN"))
+  ap.add_argument("--gdb", action="store_true",
+                  help="run pgguard under gdb -batch: a crash prints its backtrace into its log")
   args = ap.parse_args(argv)
   seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 2**31)
   seconds = 1800 if args.long else args.seconds
@@ -1221,8 +1271,12 @@ def main(argv=None):
     argv = [binary, "--listen", "127.0.0.1:%d" % port, "--upstream", "%s:%d" % (pg.host, pg.port),
             "--admin-listen", "127.0.0.1:%d" % admin, "--shutdown-timeout", "2"] + list(extra)
     logpath = work / ("pgguard-%d.log" % len(started))
+    cmd = argv
+    if args.gdb:
+      cmd = ["gdb", "-q", "-batch", "-ex", "handle SIGPIPE nostop noprint pass", "-ex", "run",
+             "-ex", "thread apply all bt full", "--args"] + argv
     with open(logpath, "wb") as logf:
-      proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf,
+      proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf,
                               stderr=subprocess.STDOUT, env=client_env(), cwd=str(work))
     inst = Pgguard(proc, argv, port, admin, logpath, dict(pg.defaults))
     started.append(inst)
@@ -1237,6 +1291,7 @@ def main(argv=None):
     if t.violations:
       for g in started:
         print("---- pgguard log %s (tail)\n%s" % (g.logpath, g.log[-3000:]))
+      print("---- pgguard logs kept in %s" % work)
   finally:
     for g in started:
       if g.proc.poll() is None:
@@ -1246,6 +1301,8 @@ def main(argv=None):
         except subprocess.TimeoutExpired:
           g.proc.kill()
     cleanup()
+  if not t.violations:
+    shutil.rmtree(work, ignore_errors=True)
   return 1 if t.violations else 0
 
 
