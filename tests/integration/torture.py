@@ -184,9 +184,14 @@ def trigger_insert(wid):
               writes=[("trig_src", wid), ("ledger", wid)], seq="s_trig", seq_ok=1, fail_cost=1)
 
 
-def runtime_cast():
+def runtime_cast(wid=None):
   """nextval() then a cast of a column value to the enum at execution time: a missing label is
-  22P02 without a Position after nextval() ran (known bug 4 replays it)."""
+  22P02 without a Position after nextval() ran (known bug 4 replays it). The SELECT form sends
+  a RowDescription before the error; the INSERT form (wid given) sends nothing before it."""
+  if wid is not None:
+    return Stmt("INSERT INTO mood_log (id, wid, m) SELECT nextval('s_cast'), %d, v::mood "
+                "FROM (VALUES ('meh')) t(v)" % wid, writes=[("mood_log", wid)], seq="s_cast",
+                seq_ok=1, fail_cost=1)
   return Stmt("SELECT nextval('s_cast'), v::mood FROM (VALUES ('meh')) t(v)", kind="select",
               seq="s_cast", seq_ok=1, fail_cost=1)
 
@@ -239,6 +244,7 @@ class Round:
     self.seq = {s: [0, 0] for s in SEQS}
     self.log = []                    # request log lines
     self.violations = []
+    self.hints = []
     self.requests = 0
     self.errors = {}                 # SQLSTATE -> count
     self.seq_users = {s: set() for s in SEQS}
@@ -591,8 +597,13 @@ def pg_end(req, conn, kind):
 
 # --- the worker ----------------------------------------------------------------------------
 
+# Request styles and their weights (one entry per share).
+STYLES = ["ac", "ac", "ac_special", "tx", "tx", "raw", "raw", "ext", "ext", "eager"]
+
+
 class Worker:
-  def __init__(self, index, endpoints, seed):
+  def __init__(self, index, endpoints, seed, styles=None):
+    self.styles = [s for s in STYLES if not styles or s in styles]
     self.index = index
     self.endpoints = endpoints
     self.seed = seed
@@ -637,7 +648,7 @@ class Worker:
     n = 0
     while n < quota and time.monotonic() < deadline:
       n += 1
-      style = rng.choice(["ac", "ac", "ac_special", "tx", "tx", "raw", "raw", "ext", "ext", "eager"])
+      style = rng.choice(self.styles)
       ep = rng.choice(self.endpoints)
       req = Request(rnd, self.index, style, ep.name)
       try:
@@ -667,7 +678,7 @@ class Worker:
       return do_block(next(wids), dynamic=rng.random() < 0.5)
     if r < 0.7:
       return trigger_insert(next(wids))
-    return runtime_cast()
+    return runtime_cast(next(wids) if rng.random() < 0.6 else None)
 
   def req_ac(self, rng, req, ep, wids):
     conn = self.pg_conn(ep, True, rng)
@@ -966,8 +977,8 @@ def verify(pg, rnd, seq_before):
           gaps = set(range(seq_before[s] + 1, now[s] + 1)) - held
           for k, i in sorted(ids.items()):
             if rnd.write_seq.get(k) == s and i - 1 in gaps:
-              rnd.violation("  hint: %s wid=%d (request #%d) has %s id %d right after unused "
-                            "value %d" % (k[0], k[1], rnd.fates.get(k, [0, 0])[1], s, i, i - 1))
+              rnd.hints.append("hint round=%d: %s wid=%d (request #%d) has %s id %d right after unused "
+                            "value %d" % (rnd.number, k[0], k[1], rnd.fates.get(k, [0, 0])[1], s, i, i - 1))
       return now
   finally:
     conn.close()
@@ -1059,6 +1070,8 @@ class Torture:
     self.holds = []
     self.verbose = bool(os.environ.get("TORTURE_VERBOSE"))
     self.restart = None      # () -> a new ready pgguard, to replace one that died
+    self.styles = None       # request styles to use (default: all)
+    self.holds_on = True
     self.crashed = []
 
   def say(self, text):
@@ -1066,7 +1079,7 @@ class Torture:
 
   def run(self):
     rng = random.Random(self.seed)
-    workers = [Worker(i, self.endpoints, self.seed) for i in range(self.nworkers)]
+    workers = [Worker(i, self.endpoints, self.seed, self.styles) for i in range(self.nworkers)]
     conn = admin_connect(self.pg)
     with conn.cursor() as cur:
       seq_before = seq_used(cur)
@@ -1080,10 +1093,12 @@ class Torture:
         broken = sorted(k for k in BREAKS if rng.random() < 0.45) or [rng.choice(sorted(BREAKS))]
         if "label" in broken and "type" in broken:
           broken.remove(rng.choice(["label", "type"]))
-        hold = number % 4 == 0 and self.seconds >= 10
+        hold = number % 4 == 0 and self.seconds >= 10 and self.holds_on
         if hold and "extra" not in broken:
           broken.append("extra")
         run_sql(self.pg, [s for k in broken for s in BREAKS[k]])
+        if "label" in broken:
+          self.wait_label_drift()
         restorer = None
         if self.direct:  # the control run: something else repairs, a moment later
           restorer = threading.Timer(0.2, run_sql, args=(self.pg, RESTORE))
@@ -1137,11 +1152,28 @@ class Torture:
         w.close()
     return self.summary()
 
+  def wait_label_drift(self, timeout=3.0):
+    """22P02 is guarded only while pgguard's drift holds a missing enum label: let the drift
+    check (every 0.5 s) see the dropped label before the round starts."""
+    deadline = time.monotonic() + timeout
+    for g in self.guards:
+      while time.monotonic() < deadline:
+        try:
+          v = g.metrics().get_value("pgguard_schema_drift_objects", kind="enum_label",
+                                    state="missing")
+        except Exception:
+          break
+        if v:
+          break
+        time.sleep(0.05)
+
   def report(self, rnd, broken):
     self.say("---- torture: round %d (dropped %s): %d violation(s)"
              % (rnd.number, ",".join(broken), len(rnd.violations)))
     for v in rnd.violations:
       self.say("VIOLATION " + v)
+    for h in rnd.hints:
+      self.say(h)
     # The requests named by the violations, else the whole round.
     named = set(int(n) for v in rnd.violations for n in re.findall(r"#(\d+)", v))
     self.say("---- request log of round %d%s:" % (rnd.number, "" if not named else
@@ -1202,7 +1234,7 @@ def guard_args(pg, schema_path):
 
 
 def run_torture(pg, start_pgguard, schema_dir, seed, seconds, requests=0, direct=False,
-                workers=5, rerun="", out=sys.stdout):
+                workers=5, rerun="", out=sys.stdout, styles=None, holds=True):
   """The whole run; start_pgguard(args) -> a started conftest.Pgguard. Returns the Torture."""
   from guard_fixtures import wait_ready
   schema = prepare(pg, schema_dir)
@@ -1217,6 +1249,8 @@ def run_torture(pg, start_pgguard, schema_dir, seed, seconds, requests=0, direct
     endpoints = [Endpoint("pgguard%d" % i, g.host, g.port) for i, g in enumerate(guards)]
   t = Torture(pg, endpoints, seed, seconds, requests=requests, workers=workers, direct=direct,
               guards=guards, out=out, rerun=rerun)
+  t.styles = styles
+  t.holds_on = holds
   if not direct:
     def restart():
       g = start_pgguard(guard_args(pg, schema))
@@ -1251,6 +1285,9 @@ def main(argv=None):
   ap.add_argument("--direct", action="store_true",
                   help="control run against PostgreSQL alone (validates the model)")
   ap.add_argument("--pgguard", default=os.environ.get("PGGUARD_BIN"))
+  ap.add_argument("--styles", default="",
+                  help="comma-separated subset of: " + ",".join(sorted(set(STYLES))))
+  ap.add_argument("--no-holds", action="store_true", help="no lock-held repairs and cancels")
   ap.add_argument("--gdb", action="store_true",
                   help="run pgguard under gdb -batch: a crash prints its backtrace into its log")
   args = ap.parse_args(argv)
@@ -1287,7 +1324,11 @@ def main(argv=None):
   try:
     t = run_torture(pg, start_pgguard, work, seed, seconds, requests=args.requests,
                     direct=args.direct, workers=args.workers,
-                    rerun=rerun_command(seed, args.seconds, args.requests, args.direct))
+                    styles=[x for x in args.styles.split(",") if x] or None,
+                    holds=not args.no_holds,
+                    rerun=rerun_command(seed, args.seconds, args.requests, args.direct)
+                    + (" --styles " + args.styles if args.styles else "")
+                    + (" --no-holds" if args.no_holds else ""))
     if t.violations:
       for g in started:
         print("---- pgguard log %s (tail)\n%s" % (g.logpath, g.log[-3000:]))
