@@ -854,6 +854,12 @@ void pgg_conn_update_reads(conn *c)
   update_reads(c);
 }
 
+void pgg_conn_fail(conn *c, const char *sqlstate, const char *msg, const char *detail)
+{
+  send_fatal(c, sqlstate, msg, detail);
+  conn_close(c, msg);
+}
+
 /* ---- server -> client ---------------------------------------------------- */
 
 /*
@@ -906,19 +912,19 @@ static void cycle_done(conn *c, const pgg_cycle *done, char before, char status)
     assert(c->swallow_inflight > 0);
     if (c->swallow_inflight)
       c->swallow_inflight--;
-    if (done->failed)
-      pgg_log(PGG_LOG_WARN, "resend_failed", "conn=%llu", (unsigned long long)c->id);
   } else {
     pgg_histogram_observe(&pgg_metrics_g.request_duration,
                           (double)(uv_hrtime() - done->start_ns) / 1e9);
   }
   if (done->flags & PGG_CYCLE_REPLAY)
     pgg_metrics_g.replays[done->failed ? PGG_REPLAY_RES_FAILED : PGG_REPLAY_RES_SUCCEEDED]++;
-  if (!c->recording)
-    return;
-  track_setup(c, done, before, status);
-  rec_consume(c, done->bytes);
-  rec_resync(c);
+  if (c->recording) {
+    track_setup(c, done, before, status);
+    rec_consume(c, done->bytes);
+    rec_resync(c);
+  }
+  if (done->flags & PGG_CYCLE_SWALLOW)
+    pgg_hold_swallowed(c, done, status);
 }
 
 /* What to do with one whole server message. */

@@ -47,6 +47,8 @@ typedef enum {
   HOLD_AWAIT_BOTH,     /* error withheld; waiting for its ReadyForQuery and the answer */
   HOLD_AWAIT_ANSWER,   /* ReadyForQuery withheld too; waiting for the answer */
   HOLD_AWAIT_READY,    /* answered; waiting for the ReadyForQuery */
+  HOLD_RESENDING,      /* in a block: ROLLBACK and the set-up re-sent; the replay
+                          goes only once they restored the transaction */
 } hold_state;
 
 typedef struct {
@@ -55,6 +57,7 @@ typedef struct {
   pgg_repair_outcome outcome;
   bool translated;      /* the error's message is translated: replay only if created */
   bool rolled_back;     /* pgguard sent ROLLBACK for the client's block */
+  bool resend_failed;   /* a re-sent set-up cycle failed */
   char prior_status;    /* transaction status before the failed cycle */
   pgg_buf err;          /* the withheld ErrorResponse */
   pgg_buf ready;        /* the withheld ReadyForQuery */
@@ -115,6 +118,8 @@ void pgg_conn_send_client(conn *c, const uint8_t *p, size_t n);
  * recorded like the client's own; flags mark the cycles they open. */
 void pgg_conn_inject(conn *c, const pgg_buf *b, uint32_t flags);
 void pgg_conn_update_reads(conn *c);
+/* Send a FATAL error to the client and close the pair. */
+void pgg_conn_fail(conn *c, const char *sqlstate, const char *msg, const char *detail);
 /* Frame every server message whole (while holding or swallowing), or only the usual ones. */
 void pgg_conn_hold_all(conn *c, bool on);
 /* The recorded bytes of the oldest cycle in flight, or NULL when not recorded whole. */
@@ -131,6 +136,8 @@ bool pgg_hold_start(conn *c, const pgg_msg *m, bool translated);
 void pgg_hold_ready(conn *c, const pgg_msg *m);
 /* An asynchronous server message between the error and its ReadyForQuery. */
 void pgg_hold_other(conn *c, const pgg_msg *m);
+/* A swallowed cycle (pgguard's ROLLBACK or re-sent set-up) ended with this status. */
+void pgg_hold_swallowed(conn *c, const pgg_cycle *done, char status);
 /* A CancelRequest for this session: ends a hold's wait. Returns false when no wait is held. */
 bool pgg_hold_cancel(conn *c);
 void pgg_hold_clear(conn *c);

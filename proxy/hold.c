@@ -12,19 +12,22 @@
 #include "log.h"
 #include "metrics.h"
 
-static const char *const state_names[] = {"idle", "await_both", "await_answer", "await_ready"};
+static const char *const state_names[] = {"idle", "await_both", "await_answer", "await_ready",
+                                          "resending"};
 
 /*
  * The one place the hold changes state. The legal moves:
  * idle -> await_both (start); await_both -> await_answer (ReadyForQuery
- * first) or await_ready (answer first); await_* -> idle (finish, or an
- * overflow that gives up).
+ * first) or await_ready (answer first); await_answer / await_ready ->
+ * resending (a replay in a block); any -> idle (finish, or an overflow
+ * that gives up).
  */
 static void hold_to(conn *c, hold_state next)
 {
   hold_state cur = c->h.state;
   assert((cur == HOLD_IDLE && next == HOLD_AWAIT_BOTH) ||
          (cur == HOLD_AWAIT_BOTH && (next == HOLD_AWAIT_ANSWER || next == HOLD_AWAIT_READY)) ||
+         ((cur == HOLD_AWAIT_ANSWER || cur == HOLD_AWAIT_READY) && next == HOLD_RESENDING) ||
          (cur != HOLD_IDLE && next == HOLD_IDLE));
   pgg_log(PGG_LOG_DEBUG, "hold_state", "conn=%llu from=%s to=%s", (unsigned long long)c->id,
           state_names[cur], state_names[next]);
@@ -83,15 +86,21 @@ static void finish(conn *c)
   pgg_log(PGG_LOG_INFO, replay ? "replay" : "replay_skipped",
           "conn=%llu end=%s prior_status=%c wait_ms=%.1f", (unsigned long long)c->id,
           end_name(h), h->prior_status, (double)(uv_hrtime() - h->started_ns) / 1e6);
+  if (replay && h->prior_status != 'I') {
+    /* In a block, re-create the client's transaction exactly as it had set
+     * it up; the request goes again only once the server confirms that
+     * (pgg_hold_swallowed): a replay must never run outside the block. */
+    pgg_conn_send_client(c, h->other.data, h->other.len);
+    pgg_buf_reset(&h->other);
+    if (!h->rolled_back)
+      inject_rollback(c);
+    h->resend_failed = false;
+    hold_to(c, HOLD_RESENDING);
+    pgg_conn_inject(c, &h->resend, PGG_CYCLE_SWALLOW);
+    return;
+  }
   if (replay) {
     pgg_conn_send_client(c, h->other.data, h->other.len);
-    /* In a block, re-create the client's transaction exactly as it had set
-     * it up, then send the request again. */
-    if (h->prior_status != 'I') {
-      if (!h->rolled_back)
-        inject_rollback(c);
-      pgg_conn_inject(c, &h->resend, PGG_CYCLE_SWALLOW);
-    }
     pgg_conn_inject(c, &h->replay, PGG_CYCLE_REPLAY);
   } else {
     pgg_metrics_g.replays[PGG_REPLAY_RES_SKIPPED]++;
@@ -229,10 +238,48 @@ void pgg_hold_other(conn *c, const pgg_msg *m)
   pgg_conn_update_reads(c);
 }
 
+void pgg_hold_swallowed(conn *c, const pgg_cycle *done, char status)
+{
+  hold *h = &c->h;
+  if (h->state != HOLD_RESENDING)
+    return;
+  h->resend_failed |= done->failed;
+  if (c->swallow_inflight)
+    return;
+  if (!h->resend_failed && status == 'T') {
+    pgg_log(PGG_LOG_DEBUG, "resend_done", "conn=%llu", (unsigned long long)c->id);
+    pgg_conn_inject(c, &h->replay, PGG_CYCLE_REPLAY);
+    pgg_hold_clear(c);
+    pgg_conn_hold_all(c, c->swallow_inflight > 0);
+    pgg_conn_update_reads(c);
+    return;
+  }
+  pgg_metrics_g.replays[PGG_REPLAY_RES_SKIPPED]++;
+  if (status == 'E') {
+    /* The set-up failed on the way: the server's transaction is aborted,
+     * as the client was told by the original error. */
+    pgg_log(PGG_LOG_WARN, "resend_failed", "conn=%llu status=E", (unsigned long long)c->id);
+    pgg_conn_send_client(c, h->err.data, h->err.len);
+    pgg_conn_send_client(c, h->ready.data, h->ready.len);
+    pgg_hold_clear(c);
+    pgg_conn_hold_all(c, c->swallow_inflight > 0);
+    pgg_conn_update_reads(c);
+    return;
+  }
+  /* The block could not be re-created at all: the client's transaction,
+   * which had run nothing but set-up, is gone. Closing is the only answer
+   * that cannot mislead it into running statements outside a block. */
+  pgg_log(PGG_LOG_ERROR, "resend_failed", "conn=%llu status=%c", (unsigned long long)c->id, status);
+  pgg_conn_fail(c, "08006", "pgguard could not restore the transaction block after a repair",
+                "The transaction had run only BEGIN/SET; nothing of it was committed.");
+}
+
 bool pgg_hold_cancel(conn *c)
 {
   hold *h = &c->h;
-  if (h->state == HOLD_IDLE)
+  /* Idle, or re-sending the set-up for a replay: the cancel goes to the
+   * server as usual and meets the replay, or nothing. */
+  if (h->state == HOLD_IDLE || h->state == HOLD_RESENDING)
     return false;
   pgg_log(PGG_LOG_INFO, "hold_cancelled", "conn=%llu", (unsigned long long)c->id);
   if (h->state == HOLD_AWAIT_READY) {

@@ -295,3 +295,31 @@ def test_deep_pipeline_with_a_missing_table_at_its_end_runs_each_query_once(guar
   raw.close()
   assert count(pg, g.db, "SELECT count(*) FROM existing WHERE note LIKE 'p%'") == n
   assert metric(g.inst, REPLAYS, result="succeeded") == 1, g.inst.log[-3000:]
+
+
+def test_set_up_that_fails_when_re_sent_gives_the_original_error_and_runs_nothing(guarded, pg):
+  """The replay in a block waits until the re-sent set-up has restored the transaction. Here the
+  re-sent SET TRANSACTION SNAPSHOT fails (its exporting transaction has ended): the client gets
+  the original error in an aborted transaction, and the INSERT never runs outside the block."""
+  g = guarded(NO_WIDGETS)
+  exporter = pg.connect(autocommit=False, **g.kw)
+  with exporter.cursor() as ec:
+    ec.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    ec.execute("SELECT pg_export_snapshot()")
+    snap = ec.fetchone()[0]
+  conn = g.inst.connect(autocommit=True)
+  with conn.cursor() as cur:
+    cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    cur.execute("SET TRANSACTION SNAPSHOT '%s'" % snap)
+    exporter.rollback()
+    exporter.close()
+    with pytest.raises(psycopg2.errors.UndefinedTable):
+      cur.execute("INSERT INTO widgets (name) VALUES ('outside-block')")
+    with pytest.raises(psycopg2.errors.InFailedSqlTransaction):
+      cur.execute("SELECT 1")
+    cur.execute("ROLLBACK")
+    cur.execute("SELECT 1")
+  conn.close()
+  assert guard_events(g.inst, "resend_failed"), g.inst.log[-3000:]
+  assert count(pg, g.db, "SELECT count(*) FROM widgets") == 0
+  assert metric(g.inst, REPLAYS, result="succeeded") == 0

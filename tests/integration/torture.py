@@ -1342,7 +1342,7 @@ def main(argv=None):
         except subprocess.TimeoutExpired:
           g.proc.kill()
     cleanup()
-  if not t.violations:
+  if not t.violations and not os.environ.get("TORTURE_KEEP"):
     shutil.rmtree(work, ignore_errors=True)
   return 1 if t.violations else 0
 
