@@ -42,6 +42,11 @@ static int add_n(pgg_secrets *s, const char *v, size_t len)
   return PGG_OK;
 }
 
+int pgg_secrets_add(pgg_secrets *s, const char *secret)
+{
+  return secret ? add_n(s, secret, strlen(secret)) : PGG_OK;
+}
+
 static int hexval(char c)
 {
   if (c >= '0' && c <= '9')

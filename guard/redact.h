@@ -32,6 +32,9 @@ void pgg_secrets_free(pgg_secrets *s);
  */
 int pgg_secrets_add_conninfo(pgg_secrets *s, const char *conninfo);
 
+/* Add one secret as it is. */
+int pgg_secrets_add(pgg_secrets *s, const char *secret);
+
 /*
  * Copy in to out (outsz bytes, always NUL-terminated when outsz > 0) with
  * every occurrence of every secret replaced by ****; longer secrets first,
