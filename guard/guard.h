@@ -79,7 +79,8 @@ int pgg_admin_repair(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result
  * Whether the admin URL reaches the server the proxy's sessions go to
  * (--upstream): compared on the first admin session, by system_identifier
  * (or, where pg_control_system() is revoked, postmaster start time and
- * port). DIFFERENT makes every check and repair fail with PGG_ERR_CONFIG.
+ * port). DIFFERENT makes every check and repair fail with PGG_ERR_CONFIG;
+ * UNVERIFIED makes repairs fail so, and is compared again at every call.
  */
 typedef enum {
   PGG_SERVER_UNCHECKED = 0,  /* no admin session yet, or no --upstream given */

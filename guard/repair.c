@@ -325,13 +325,31 @@ static int ensure_conn(pgg_admin *a, pgg_buf *err)
   }
   if (!a->dbname[0])
     snprintf(a->dbname, sizeof a->dbname, "%s", PQdb(a->conn) ? PQdb(a->conn) : "");
-  if (a->server == PGG_SERVER_UNCHECKED && a->upstream_host) {
+  return PGG_OK;
+}
+
+/*
+ * An open session on a server known to be --upstream's. Until the servers
+ * compare equal, every call compares them again (the upstream may have been
+ * unreachable, or the admin's login refused there); a repair needs them
+ * equal, a check (it only reads) does not.
+ */
+static int verified_conn(pgg_admin *a, bool for_repair, pgg_buf *err)
+{
+  int rc = ensure_conn(a, err);
+  if (rc)
+    return rc;
+  if (a->upstream_host && (a->server == PGG_SERVER_UNCHECKED || a->server == PGG_SERVER_UNVERIFIED))
     compare_servers(a);
-    if (a->server == PGG_SERVER_DIFFERENT) {
-      drop_conn(a);
-      pgg_buf_printf(err, "%s", a->server_note);
-      return PGG_ERR_CONFIG;
-    }
+  if (a->server == PGG_SERVER_DIFFERENT) {
+    drop_conn(a);
+    pgg_buf_printf(err, "%s", a->server_note);
+    return PGG_ERR_CONFIG;
+  }
+  if (for_repair && a->upstream_host && a->server != PGG_SERVER_SAME) {
+    pgg_buf_printf(err, "not repairing a server not known to be --upstream's: %s",
+                   a->server_note);
+    return PGG_ERR_CONFIG;
   }
   return PGG_OK;
 }
@@ -339,7 +357,7 @@ static int ensure_conn(pgg_admin *a, pgg_buf *err)
 int pgg_admin_connect(pgg_admin *a, pgg_buf *err)
 {
   size_t mark = err->len;
-  int rc = ensure_conn(a, err);
+  int rc = verified_conn(a, false, err);
   if (rc) {
     /* Masked here: the caller may log it. */
     pgg_buf_append_u8(err, 0);
@@ -454,7 +472,7 @@ int pgg_admin_check(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result 
   pgg_drift d;
   pgg_drift_init(&d);
 
-  int rc = ensure_conn(a, &err);
+  int rc = verified_conn(a, false, &err);
   if (!rc) {
     rc = read_drift(a, desired, &live, &d, &err);
     if (rc == PGG_ERR_UPSTREAM) {
@@ -608,6 +626,13 @@ int pgg_admin_repair(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result
   const char *what = "repair failed";
   bool applied = false;
 
+  if ((rc = verified_conn(a, true, &err)) != PGG_OK) {
+    fail(a, out, "repair refused", &err);
+    pgg_buf_free(&err);
+    pgg_buf_free(&owner);
+    out->seconds = now_seconds() - t0;
+    return rc;
+  }
   for (int round = 0; round < MAX_ROUNDS; round++) {
     pgg_catalog live;
     pgg_catalog_init(&live);

@@ -79,6 +79,7 @@ static struct {
 
   /* one guarded database, on the server --upstream reaches */
   char dbname[256];
+  bool unverified;        /* the servers could not be compared (yet): no repairs */
   bool refused;
   char refused_why[400];
 } g;
@@ -89,7 +90,7 @@ static void on_tick(uv_timer_t *t);
 bool pgg_guardian_active(void)
 {
   return g.configured && g.cfg->repair_mode != PGG_REPAIR_MODE_OFF && !g.schema_broken &&
-         !g.refused;
+         !g.refused && !g.unverified;
 }
 
 bool pgg_guardian_missing_labels(void)
@@ -260,21 +261,26 @@ static void recovered(void)
           (double)(uv_now(pgg_p.loop) - g.failing_since_ms) / 1000, g.attempts);
 }
 
-/* The admin session told us which database it guards, and on which server. */
+/* The admin session told us which database it guards, and whether its
+ * server is --upstream's; say so when that changes. */
 static void learn_database(void)
 {
   const char *name = pgg_admin_dbname(g.admin);
-  if (g.dbname[0] || !name[0])
-    return;
-  snprintf(g.dbname, sizeof g.dbname, "%s", name);
   const char *why = "";
   pgg_server_match m = pgg_admin_server(g.admin, &why);
   static const char *const names[] = {"unchecked", "same", "different", "unverified"};
-  pgg_log(PGG_LOG_INFO, "guarded_database", "name=%s server=%s", pgg_logq(g.dbname),
-          names[m]);
-  if (m == PGG_SERVER_UNVERIFIED)
-    pgg_log(PGG_LOG_WARN, "guard_server_unverified", "guarding=anyway reason=%s",
+  if (!g.dbname[0] && name[0]) {
+    snprintf(g.dbname, sizeof g.dbname, "%s", name);
+    pgg_log(PGG_LOG_INFO, "guarded_database", "name=%s server=%s", pgg_logq(g.dbname),
+            names[m]);
+  }
+  bool unverified = m == PGG_SERVER_UNVERIFIED;
+  if (unverified && !g.unverified)
+    pgg_log(PGG_LOG_WARN, "guard_server_unverified", "guard=off_until_verified reason=%s",
             pgg_logq(why));
+  else if (!unverified && g.unverified && m == PGG_SERVER_SAME)
+    pgg_log(PGG_LOG_INFO, "guard_server_verified", "name=%s", pgg_logq(g.dbname));
+  g.unverified = unverified;
 }
 
 /* --admin-url and --upstream reach different servers: the guard stands down. */
@@ -452,7 +458,8 @@ static job_kind next_job(void)
 {
   if (g.want_load)
     return JOB_LOAD;
-  if (g.loaded && g.want_repair)
+  /* A repair waits while the guard may not act (servers not compared yet). */
+  if (g.loaded && g.want_repair && pgg_guardian_active())
     return JOB_REPAIR;
   if (g.loaded && g.want_check)
     return JOB_CHECK;
