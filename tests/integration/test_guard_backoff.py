@@ -58,6 +58,7 @@ def test_unreachable_admin_database_is_retried_with_backoff_not_in_a_loop(pg, pg
   time.sleep(15)
   retries = metric(g, RETRIES)
   lines = g.log.splitlines()
+  print("admin unreachable 15 s: %d retries, %d log lines" % (retries, len(lines)))
   # 1 s doubling up to the 4 s drift interval, +-25% jitter: about 5 retries in 15 s.
   assert 2 <= retries <= 7, (retries, g.log[-3000:])
   assert len(guard_events(g, "schema_load_failed")) == 1, g.log[-3000:]
@@ -79,6 +80,7 @@ def test_postgres_down_costs_a_bounded_number_of_attempts_and_one_line_each_way(
     time.sleep(15)
     retries = metric(g, RETRIES)
     checks = metric(g, CHECKS) - checks0
+    print("postgres down 15 s: %d retries, %d catalog checks" % (retries, checks))
     # The first failure comes at the first drift tick (4 s), then 1, 2, 4, 4 s.
     assert retries <= 6, (retries, g.log[-3000:])
     assert checks <= 7, (checks, g.log[-3000:])
@@ -111,6 +113,7 @@ def test_wrong_admin_password_is_retried_with_backoff_while_clients_connect(pg, 
     clients += 1
     time.sleep(0.1)
   failures = auth_failures(pg, "bo_admin") - before
+  print("wrong password 12 s: %d failed admin logins, %d client connections" % (failures, clients))
   assert clients > 20
   assert 2 <= failures <= 8, (failures, g.log[-3000:])
   assert len(guard_events(g, "schema_load_failed")) == 1, g.log[-3000:]
@@ -208,6 +211,7 @@ def test_repair_requests_in_a_loop_start_at_most_one_catalog_check_per_second(pg
   elapsed = time.monotonic() - t0
   conn.close()
   checks = metric(g, CHECKS) - checks0
+  print("limiter: %d loops, %d catalog checks in %.1f s" % (loops, checks, elapsed))
   assert loops >= 5, loops
   assert checks <= elapsed + 1.5, (checks, elapsed, loops, g.log[-2000:])
   assert metric(g, RETRIES) == 0
