@@ -4,7 +4,9 @@
  */
 #include "guard.h"
 #include "introspect.h"
+#include "redact.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 
 /* Exit codes, as documented in guard.h. */
@@ -13,6 +15,30 @@ enum { EXIT_CLEAN = 0, EXIT_MISSING = 1, EXIT_ERROR = 2 };
 static const char *bstr(const pgg_buf *b)
 {
   return b->len ? (const char *)b->data : "";
+}
+
+/* A message on stderr, with the admin and shadow URLs' passwords masked:
+ * libpq's connection errors can quote pieces of a URL. */
+static void say(const pgg_guard_config *cfg, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void say(const pgg_guard_config *cfg, const char *fmt, ...)
+{
+  char raw[2048], out[2100];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(raw, sizeof raw, fmt, ap);
+  va_end(ap);
+  pgg_secrets s;
+  pgg_secrets_init(&s);
+  pgg_secrets_add_conninfo(&s, cfg->admin_url);
+  pgg_secrets_add_conninfo(&s, cfg->shadow_url);
+  const pgg_secrets *g = pgg_secrets_global();
+  for (size_t i = 0; i < g->n; i++)
+    pgg_secrets_add(&s, g->v[i]);
+  pgg_redact(&s, raw, out, sizeof out);
+  pgg_secrets_free(&s);
+  fprintf(stderr, "pgguard: %s\n", out);
 }
 
 /* Desired and live catalogs and their drift, or a message on stderr. */
@@ -41,16 +67,16 @@ static int load_drift(const pgg_guard_config *cfg, cli_state *s)
   pgg_buf_init(&err);
   int rc = pgg_desired_load(cfg, &s->desired, &err);
   if (rc) {
-    fprintf(stderr, "pgguard: %s\n", bstr(&err));
+    say(cfg, "%s", bstr(&err));
     goto out;
   }
   if (!(s->conn = pgg_pq_connect(cfg->admin_url, NULL, &err))) {
-    fprintf(stderr, "pgguard: admin database: %s\n", bstr(&err));
+    say(cfg, "admin database: %s", bstr(&err));
     rc = PGG_ERR_UPSTREAM;
     goto out;
   }
   if ((rc = pgg_introspect(s->conn, &s->live, &err)) != PGG_OK) {
-    fprintf(stderr, "pgguard: reading the live catalog: %s\n", bstr(&err));
+    say(cfg, "reading the live catalog: %s", bstr(&err));
     goto out;
   }
   if ((rc = pgg_diff(&s->desired, &s->live, &s->drift)) != PGG_OK)
@@ -107,7 +133,7 @@ int pgg_cli_plan(const pgg_guard_config *cfg)
    * exactly as the repair would add them. */
   int rc = pgg_introspect_has_rows(s.conn, &s.drift, &s.live, &err);
   if (rc) {
-    fprintf(stderr, "pgguard: checking tables for rows: %s\n", bstr(&err));
+    say(cfg, "checking tables for rows: %s", bstr(&err));
     code = EXIT_ERROR;
     goto out;
   }

@@ -75,6 +75,29 @@ int pgg_admin_check(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result 
  */
 int pgg_admin_repair(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result *out);
 
+/*
+ * Whether the admin URL reaches the server the proxy's sessions go to
+ * (--upstream): compared on the first admin session, by system_identifier
+ * (or, where pg_control_system() is revoked, postmaster start time and
+ * port). DIFFERENT makes every check and repair fail with PGG_ERR_CONFIG;
+ * UNVERIFIED makes repairs fail so, and is compared again at every call.
+ */
+typedef enum {
+  PGG_SERVER_UNCHECKED = 0,  /* no admin session yet, or no --upstream given */
+  PGG_SERVER_SAME,
+  PGG_SERVER_DIFFERENT,
+  PGG_SERVER_UNVERIFIED,     /* could not tell (no access, upstream unreachable) */
+} pgg_server_match;
+
+/* Where the proxied sessions go; before the first check. host NULL: no comparison. */
+int pgg_admin_set_upstream(pgg_admin *a, const char *host, int port);
+/* Open the admin session now (the first one compares servers); err is masked. */
+int pgg_admin_connect(pgg_admin *a, pgg_buf *err);
+/* The database the admin session is in (PQdb), "" before the first session. */
+const char *pgg_admin_dbname(const pgg_admin *a);
+/* The comparison's result and a sentence saying why (no password). */
+pgg_server_match pgg_admin_server(const pgg_admin *a, const char **why);
+
 /* The fixed advisory lock key every pgguard sidecar repairs under. */
 #define PGG_ADVISORY_KEY 0x7067677561726400LL /* "pgguard\0" */
 

@@ -106,6 +106,17 @@ int pgg_metrics_render(const pgg_metrics *m, pgg_buf *out)
   err = err ? err : header(out, "pgguard_schema_guard_active", "gauge",
                            "1 when the desired schema is loaded and the guard acts on errors.");
   err = err ? err : pgg_buf_printf(out, "pgguard_schema_guard_active %d\n", m->schema_loaded ? 1 : 0);
+  err = err ? err : header(out, "pgguard_schema_guard_refused", "gauge",
+                           "1 when the guard refused to act: --admin-url and --upstream reach different servers.");
+  err = err ? err : pgg_buf_printf(out, "pgguard_schema_guard_refused %d\n", m->guard_refused ? 1 : 0);
+  err = err ? err : header(out, "pgguard_catalog_checks_total", "counter",
+                           "Catalog checks started (drift checks and repairs), at most one per second.");
+  err = err ? err : pgg_buf_printf(out, "pgguard_catalog_checks_total %llu\n",
+                                   (unsigned long long)m->catalog_checks);
+  err = err ? err : header(out, "pgguard_guard_retries_total", "counter",
+                           "Schema loads, drift checks and repairs retried (with backoff) after the database could not be reached.");
+  err = err ? err : pgg_buf_printf(out, "pgguard_guard_retries_total %llu\n",
+                                   (unsigned long long)m->guard_retries);
   err = err ? err : labelled(out, "pgguard_undefined_object_errors_total", "counter",
                              "Guarded errors (undefined table, column, object, enum label) seen from PostgreSQL.",
                              "sqlstate", sqlstate_names, m->undefined_object_errors, PGG_SQLSTATE__COUNT);

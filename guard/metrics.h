@@ -51,6 +51,9 @@ typedef struct {
   double drift_check_timestamp;    /* unix seconds of the last successful check */
   bool schema_loaded;              /* the desired schema is loaded: the guard is on */
   bool guard_configured;           /* --schema was given */
+  bool guard_refused;              /* --admin-url and --upstream reach different servers */
+  uint64_t catalog_checks;         /* drift checks and repairs started (rate-limited) */
+  uint64_t guard_retries;          /* loads, checks and repairs retried after a failure */
 } pgg_metrics;
 
 extern pgg_metrics pgg_metrics_g;

@@ -4,6 +4,7 @@
  */
 #include "guard.h"
 #include "introspect.h"
+#include "redact.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,12 @@ struct pgg_admin {
   pgg_guard_config cfg;   /* a copy; the strings below are its own */
   char *schema_path, *admin_url, *shadow_url, *object_owner;
   PGconn *conn;           /* NULL until first use, and after a failure */
+  pgg_secrets secrets;    /* the URLs' passwords, masked in every error */
+  char dbname[256];       /* PQdb() of the first session: the guarded database */
+  char *upstream_host;    /* --upstream, or NULL: no server comparison */
+  int upstream_port;
+  pgg_server_match server;
+  char server_note[400];  /* why server is what it is (no password) */
 };
 
 /* A repair whose lock was released between its label transaction and its
@@ -83,6 +90,10 @@ pgg_admin *pgg_admin_new(const pgg_guard_config *cfg)
   a->cfg.admin_url = a->admin_url = dup_or_null(cfg->admin_url, &failed);
   a->cfg.shadow_url = a->shadow_url = dup_or_null(cfg->shadow_url, &failed);
   a->cfg.object_owner = a->object_owner = dup_or_null(cfg->object_owner, &failed);
+  pgg_secrets_init(&a->secrets);
+  if (pgg_secrets_add_conninfo(&a->secrets, a->admin_url) ||
+      pgg_secrets_add_conninfo(&a->secrets, a->shadow_url))
+    failed = true;
   if (failed) {
     pgg_admin_free(a);
     return NULL;
@@ -100,7 +111,178 @@ void pgg_admin_free(pgg_admin *a)
   free(a->admin_url);
   free(a->shadow_url);
   free(a->object_owner);
+  free(a->upstream_host);
+  pgg_secrets_free(&a->secrets);
   free(a);
+}
+
+int pgg_admin_set_upstream(pgg_admin *a, const char *host, int port)
+{
+  free(a->upstream_host);
+  a->upstream_host = NULL;
+  if (host && !(a->upstream_host = strdup(host)))
+    return PGG_ERR_NOMEM;
+  a->upstream_port = port;
+  return PGG_OK;
+}
+
+const char *pgg_admin_dbname(const pgg_admin *a)
+{
+  return a->dbname;
+}
+
+pgg_server_match pgg_admin_server(const pgg_admin *a, const char **why)
+{
+  if (why)
+    *why = a->server_note;
+  return a->server;
+}
+
+/* ---- the admin URL and --upstream: one server? ------------------------------ */
+
+/*
+ * pg_control_system() is executable by PUBLIC (PostgreSQL 9.6 and later);
+ * its system_identifier names one cluster and its physical replicas. Where
+ * an operator revoked it, the postmaster's start time and port (also
+ * readable by anyone) tell one running server from another.
+ */
+static const char q_sysid[] =
+  "SELECT system_identifier::text FROM pg_catalog.pg_control_system()";
+static const char q_started[] =
+  "SELECT pg_catalog.date_part('epoch', pg_catalog.pg_postmaster_start_time())::text"
+  " || ' port ' || pg_catalog.current_setting('port')";
+
+/* One value of sql, or NULL with *sqlstate set ("" when the session broke). */
+static char *identity(PGconn *conn, const char *sql, char *sqlstate, size_t n)
+{
+  PGresult *res = PQexec(conn, sql);
+  char *v = NULL;
+  if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+      !PQgetisnull(res, 0, 0))
+    v = strdup(PQgetvalue(res, 0, 0));
+  else
+    snprintf(sqlstate, n, "%s", pgg_pq_sqlstate(res));
+  PQclear(res);
+  return v;
+}
+
+/* A short session to --upstream as the admin URL's user, on its database. */
+static PGconn *connect_upstream(pgg_admin *a, pgg_buf *err)
+{
+  char *perr = NULL;
+  PQconninfoOption *opts = PQconninfoParse(a->admin_url, &perr);
+  PQfreemem(perr);
+  if (!opts) {
+    pgg_buf_printf(err, "the admin URL does not parse");
+    return NULL;
+  }
+  size_t n = 0;
+  for (PQconninfoOption *o = opts; o->keyword; o++)
+    n++;
+  const char **kw = calloc(n + 6, sizeof *kw);
+  const char **val = calloc(n + 6, sizeof *val);
+  char port[16];
+  snprintf(port, sizeof port, "%d", a->upstream_port);
+  PGconn *conn = NULL;
+  if (!kw || !val) {
+    pgg_buf_printf(err, "out of memory");
+    goto done;
+  }
+  size_t k = 0;
+  bool has_timeout = false;
+  for (PQconninfoOption *o = opts; o->keyword; o++) {
+    if (!o->val || !strcmp(o->keyword, "host") || !strcmp(o->keyword, "hostaddr") ||
+        !strcmp(o->keyword, "port"))
+      continue;
+    if (!strcmp(o->keyword, "connect_timeout"))
+      has_timeout = true;
+    kw[k] = o->keyword;
+    val[k++] = o->val;
+  }
+  if (a->dbname[0]) {
+    /* The admin session's own database, however libpq defaulted it. */
+    kw[k] = "dbname";
+    val[k++] = a->dbname;
+  }
+  kw[k] = "host";
+  val[k++] = a->upstream_host;
+  kw[k] = "port";
+  val[k++] = port;
+  if (!has_timeout) {
+    kw[k] = "connect_timeout";
+    val[k++] = "5";
+  }
+  kw[k] = "fallback_application_name";
+  val[k++] = "pgguard";
+  kw[k] = val[k] = NULL;
+  conn = PQconnectdbParams(kw, val, 0);
+  if (conn && PQstatus(conn) != CONNECTION_OK) {
+    const char *m = PQerrorMessage(conn);
+    size_t len = strlen(m);
+    while (len && (m[len - 1] == '\n' || m[len - 1] == ' '))
+      len--;
+    pgg_buf_printf(err, "%.*s", (int)len, m);
+    PQfinish(conn);
+    conn = NULL;
+  } else if (!conn) {
+    pgg_buf_printf(err, "out of memory");
+  }
+done:
+  free(kw);
+  free(val);
+  PQconninfoFree(opts);
+  return conn;
+}
+
+/* Compare the admin session's server with --upstream's; sets a->server. */
+static void compare_servers(pgg_admin *a)
+{
+  pgg_buf err;
+  pgg_buf_init(&err);
+  char *mine = NULL, *theirs = NULL;
+  char st1[8] = "", st2[8] = "";
+  const char *how = "system_identifier";
+  PGconn *up = connect_upstream(a, &err);
+  if (!up) {
+    pgg_buf_append_u8(&err, 0);
+    char msg[300];
+    pgg_redact(&a->secrets, (const char *)err.data, msg, sizeof msg);
+    a->server = PGG_SERVER_UNVERIFIED;
+    snprintf(a->server_note, sizeof a->server_note,
+             "could not connect to --upstream %s:%d as the admin URL's user: %s",
+             a->upstream_host, a->upstream_port, msg);
+    goto out;
+  }
+  mine = identity(a->conn, q_sysid, st1, sizeof st1);
+  theirs = identity(up, q_sysid, st2, sizeof st2);
+  if (!mine || !theirs) {
+    free(mine);
+    free(theirs);
+    how = "postmaster start time and port";
+    mine = identity(a->conn, q_started, st1, sizeof st1);
+    theirs = identity(up, q_started, st2, sizeof st2);
+  }
+  if (!mine || !theirs) {
+    a->server = PGG_SERVER_UNVERIFIED;
+    snprintf(a->server_note, sizeof a->server_note,
+             "neither pg_control_system() nor pg_postmaster_start_time() could be read "
+             "(SQLSTATE %s)", *st1 ? st1 : *st2 ? st2 : "none");
+  } else if (strcmp(mine, theirs) == 0) {
+    a->server = PGG_SERVER_SAME;
+    snprintf(a->server_note, sizeof a->server_note, "same %s", how);
+  } else {
+    a->server = PGG_SERVER_DIFFERENT;
+    snprintf(a->server_note, sizeof a->server_note,
+             "--admin-url and --upstream %s:%d reach different PostgreSQL servers "
+             "(%s %s vs %s); refusing to repair a database the proxied sessions do not use",
+             a->upstream_host, a->upstream_port, how, mine, theirs);
+  }
+out:
+  free(mine);
+  free(theirs);
+  if (up)
+    PQfinish(up);
+  pgg_buf_free(&err);
 }
 
 void pgg_repair_result_free(pgg_repair_result *r)
@@ -119,6 +301,10 @@ static void drop_conn(pgg_admin *a)
 /* An open, idle session, reconnecting when the last one failed. */
 static int ensure_conn(pgg_admin *a, pgg_buf *err)
 {
+  if (a->server == PGG_SERVER_DIFFERENT) {
+    pgg_buf_printf(err, "%s", a->server_note);
+    return PGG_ERR_CONFIG;
+  }
   if (a->conn && (PQstatus(a->conn) != CONNECTION_OK ||
                   PQtransactionStatus(a->conn) != PQTRANS_IDLE))
     drop_conn(a);
@@ -133,8 +319,55 @@ static int ensure_conn(pgg_admin *a, pgg_buf *err)
   snprintf(sql, sizeof sql, "SET statement_timeout = %d; SET lock_timeout = %d",
            a->cfg.statement_timeout_ms, a->cfg.lock_timeout_ms);
   int rc = pgg_pq_exec(a->conn, sql, err);
-  if (rc)
+  if (rc) {
     drop_conn(a);
+    return rc;
+  }
+  if (!a->dbname[0])
+    snprintf(a->dbname, sizeof a->dbname, "%s", PQdb(a->conn) ? PQdb(a->conn) : "");
+  return PGG_OK;
+}
+
+/*
+ * An open session on a server known to be --upstream's. Until the servers
+ * compare equal, every call compares them again (the upstream may have been
+ * unreachable, or the admin's login refused there); a repair needs them
+ * equal, a check (it only reads) does not.
+ */
+static int verified_conn(pgg_admin *a, bool for_repair, pgg_buf *err)
+{
+  int rc = ensure_conn(a, err);
+  if (rc)
+    return rc;
+  if (a->upstream_host && (a->server == PGG_SERVER_UNCHECKED || a->server == PGG_SERVER_UNVERIFIED))
+    compare_servers(a);
+  if (a->server == PGG_SERVER_DIFFERENT) {
+    drop_conn(a);
+    pgg_buf_printf(err, "%s", a->server_note);
+    return PGG_ERR_CONFIG;
+  }
+  if (for_repair && a->upstream_host && a->server != PGG_SERVER_SAME) {
+    pgg_buf_printf(err, "not repairing a server not known to be --upstream's: %s",
+                   a->server_note);
+    return PGG_ERR_CONFIG;
+  }
+  return PGG_OK;
+}
+
+int pgg_admin_connect(pgg_admin *a, pgg_buf *err)
+{
+  size_t mark = err->len;
+  int rc = verified_conn(a, false, err);
+  if (rc) {
+    /* Masked here: the caller may log it. */
+    pgg_buf_append_u8(err, 0);
+    pgg_buf masked;
+    pgg_buf_init(&masked);
+    pgg_redact_buf(&a->secrets, (const char *)err->data + mark, &masked);
+    pgg_pq_err_rewind(err, mark);
+    pgg_buf_append(err, masked.data, masked.len);
+    pgg_buf_free(&masked);
+  }
   return rc;
 }
 
@@ -171,10 +404,18 @@ static void rollback(pgg_admin *a)
     drop_conn(a);
 }
 
-static void fail(pgg_repair_result *out, const char *what, const pgg_buf *err)
+/* The failure, with the URLs' passwords masked before the text is cut to
+ * fit: libpq's connection errors can quote pieces of a URL. */
+static void fail(pgg_admin *a, pgg_repair_result *out, const char *what, const pgg_buf *err)
 {
   out->outcome = PGG_REPAIR_FAILED;
-  snprintf(out->error, sizeof out->error, "%s%s%s", what, err->len ? ": " : "", bstr(err));
+  pgg_buf text;
+  pgg_buf_init(&text);
+  pgg_buf_printf(&text, "%s%s%s", what, err->len ? ": " : "", bstr(err));
+  pgg_buf_append_u8(&text, 0);
+  pgg_redact(&a->secrets, text.data ? (const char *)text.data : what, out->error,
+             sizeof out->error);
+  pgg_buf_free(&text);
 }
 
 /* Fill the result's drift part from d. */
@@ -231,7 +472,7 @@ int pgg_admin_check(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result 
   pgg_drift d;
   pgg_drift_init(&d);
 
-  int rc = ensure_conn(a, &err);
+  int rc = verified_conn(a, false, &err);
   if (!rc) {
     rc = read_drift(a, desired, &live, &d, &err);
     if (rc == PGG_ERR_UPSTREAM) {
@@ -246,7 +487,7 @@ int pgg_admin_check(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result 
   if (!rc)
     rc = fill_drift(out, &d);
   if (rc) {
-    fail(out, "drift check failed", &err);
+    fail(a, out, "drift check failed", &err);
     rollback(a);
   }
   pgg_drift_free(&d);
@@ -385,6 +626,13 @@ int pgg_admin_repair(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result
   const char *what = "repair failed";
   bool applied = false;
 
+  if ((rc = verified_conn(a, true, &err)) != PGG_OK) {
+    fail(a, out, "repair refused", &err);
+    pgg_buf_free(&err);
+    pgg_buf_free(&owner);
+    out->seconds = now_seconds() - t0;
+    return rc;
+  }
   for (int round = 0; round < MAX_ROUNDS; round++) {
     pgg_catalog live;
     pgg_catalog_init(&live);
@@ -478,7 +726,7 @@ int pgg_admin_repair(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result
   if (rc) {
     /* statements keeps counting what did commit: enum labels from an
      * earlier round stay, PostgreSQL cannot take them back. */
-    fail(out, what, &err);
+    fail(a, out, what, &err);
   } else {
     out->outcome = applied ? PGG_REPAIR_APPLIED : PGG_REPAIR_NOTHING;
     if (applied)

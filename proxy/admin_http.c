@@ -94,7 +94,18 @@ static void handle(http_conn *hc)
     }
   } else if (strcmp(path, "/drift") == 0) {
     const char *j = pgg_guardian_drift_json();
-    if (j)
+    const char *refused = pgg_guardian_refused();
+    if (refused) {
+      char body[700];
+      size_t n = (size_t)snprintf(body, sizeof(body), "{\"error\":\"guard refused: ");
+      for (const char *c = refused; *c && n < sizeof(body) - 8; c++) {
+        if (*c == '"' || *c == '\\')
+          body[n++] = '\\';
+        body[n++] = (unsigned char)*c < 0x20 ? ' ' : *c;
+      }
+      n += (size_t)snprintf(body + n, sizeof(body) - n, "\"}\n");
+      respond(hc, 503, "application/json", body, n);
+    } else if (j)
       respond(hc, 200, "application/json", j, strlen(j));
     else
       respond(hc, 503, "application/json", "{\"error\":\"no drift check has completed\"}\n", 41);

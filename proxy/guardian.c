@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "redact.h"
 
 typedef enum { JOB_NONE, JOB_LOAD, JOB_CHECK, JOB_REPAIR } job_kind;
 
@@ -19,6 +20,14 @@ typedef enum { JOB_NONE, JOB_LOAD, JOB_CHECK, JOB_REPAIR } job_kind;
  * further errors inside it are passed through at once instead of re-reading
  * the catalogs for every mistyped query. */
 #define NOTHING_WINDOW_MS 1000
+/* One limiter for every path that reads the live catalog (a waiting request,
+ * repair-only requests, eager repairs, drift ticks, reloads): at most one
+ * drift check or repair starts per second; what is asked meanwhile is
+ * served by the next one. */
+#define CATALOG_INTERVAL_MS 1000
+/* Retries after the database could not be reached start here and double,
+ * with jitter, up to --drift-interval. */
+#define BACKOFF_FIRST_MS 1000
 
 static struct {
   bool configured;
@@ -29,16 +38,19 @@ static struct {
   bool schema_broken;     /* the schema file itself failed: wait for SIGHUP */
   bool check_ok;          /* the last check or repair reached the database */
   char load_error[600];
+  pgg_secrets secrets;    /* the admin and shadow URLs' passwords */
 
   job_kind running;
   uv_work_t work;
   bool want_load, want_check, want_repair;
+  bool requested;         /* want_repair comes from a request, not from a check */
 
   /* the running job's input and output */
   pgg_catalog job_desired;
   pgg_buf job_err;
   int job_rc;
   pgg_repair_result job_res;
+  bool job_requested;
 
   pgg_guard_waiter *waiters;
   uint64_t last_failure_ms;
@@ -47,9 +59,29 @@ static struct {
   bool nothing_armed;
   unsigned missing_labels;
   char *drift_json;
-  uv_timer_t timer;
+  uv_timer_t timer;       /* the drift interval */
+  uv_timer_t wake;        /* the limiter's or the backoff's wait for the next job */
   pgg_guard_config pending;   /* a reloaded configuration, applied between jobs */
   bool has_pending;
+
+  /* the limiter */
+  bool catalog_ran;
+  uint64_t catalog_at_ms;     /* when the last check or repair started */
+
+  /* backoff while the database cannot be reached */
+  bool failing;
+  uint64_t failing_since_ms;
+  uint64_t backoff_ms;        /* the delay after the next failure, before jitter */
+  uint64_t retry_at_ms;       /* no job starts before this while failing */
+  unsigned attempts;          /* retries in this failing spell */
+  bool upstream_news;         /* the next server-leg success is news: retry then */
+  bool upstream_seen;         /* a server-leg connection succeeded since the last failure */
+
+  /* one guarded database, on the server --upstream reaches */
+  char dbname[256];
+  bool unverified;        /* the servers could not be compared (yet): no repairs */
+  bool refused;
+  char refused_why[400];
 } g;
 
 static void schedule(void);
@@ -57,7 +89,8 @@ static void on_tick(uv_timer_t *t);
 
 bool pgg_guardian_active(void)
 {
-  return g.configured && g.cfg->repair_mode != PGG_REPAIR_MODE_OFF && !g.schema_broken;
+  return g.configured && g.cfg->repair_mode != PGG_REPAIR_MODE_OFF && !g.schema_broken &&
+         !g.refused && !g.unverified;
 }
 
 bool pgg_guardian_missing_labels(void)
@@ -70,9 +103,26 @@ const char *pgg_guardian_drift_json(void)
   return g.drift_json;
 }
 
+const char *pgg_guardian_refused(void)
+{
+  return g.refused ? g.refused_why : NULL;
+}
+
+const pgg_catalog *pgg_guardian_desired(void)
+{
+  return g.configured && g.loaded ? &g.desired : NULL;
+}
+
+bool pgg_guardian_guards_database(const char *dbname)
+{
+  return pgg_guardian_active() && g.dbname[0] && dbname && strcmp(dbname, g.dbname) == 0;
+}
+
 bool pgg_guardian_ready(const char **why)
 {
-  if (!g.configured)
+  /* A guard that refused to act is a configuration to fix, not a reason to
+   * take the proxy out of service. */
+  if (!g.configured || g.refused)
     return true;
   if (!g.loaded) {
     *why = g.schema_broken ? g.load_error : "desired schema not loaded yet";
@@ -92,7 +142,11 @@ static void job_work(uv_work_t *w)
   switch (g.running) {
   case JOB_LOAD:
     pgg_catalog_init(&g.job_desired);
-    g.job_rc = pgg_desired_load(g.cfg, &g.job_desired, &g.job_err);
+    /* The admin session first: it names the guarded database and compares
+     * servers before anything is created on the admin URL's server. */
+    g.job_rc = pgg_admin_connect(g.admin, &g.job_err);
+    if (g.job_rc == PGG_OK)
+      g.job_rc = pgg_desired_load(g.cfg, &g.job_desired, &g.job_err);
     break;
   case JOB_CHECK:
     g.job_rc = pgg_admin_check(g.admin, &g.desired, &g.job_res);
@@ -145,80 +199,228 @@ static void notify(pgg_repair_outcome outcome)
   }
 }
 
+static const char *job_name(job_kind k)
+{
+  return k == JOB_LOAD ? "load" : k == JOB_CHECK ? "check" : k == JOB_REPAIR ? "repair" : "none";
+}
+
+static uint64_t backoff_cap_ms(void)
+{
+  uint64_t cap = (uint64_t)(g.cfg->drift_interval * 1000);
+  return cap < BACKOFF_FIRST_MS ? BACKOFF_FIRST_MS : cap;
+}
+
+/*
+ * The database could not be reached (or the schema could not be loaded):
+ * retry later, 1 s doubling up to --drift-interval, with jitter so that a
+ * fleet of sidecars does not knock in step. Only the change of state is
+ * logged (at the caller's level and event); the retries are counted.
+ */
+static void failing(int level, const char *event, const char *kv, const char *reason)
+{
+  uint64_t now = uv_now(pgg_p.loop);
+  bool first = !g.failing;
+  if (first) {
+    g.failing = true;
+    g.failing_since_ms = now;
+    g.backoff_ms = BACKOFF_FIRST_MS;
+    g.attempts = 0;
+  }
+  /* A server-leg success means something only if none was seen since the
+   * last failure: while the admin credentials are wrong, clients keep
+   * connecting fine, and each of them must not trigger another attempt. */
+  g.upstream_news = first || !g.upstream_seen;
+  g.upstream_seen = false;
+  uint64_t cap = backoff_cap_ms();
+  uint64_t base = g.backoff_ms < cap ? g.backoff_ms : cap;
+  uint64_t delay = (uint64_t)((double)base * (0.75 + 0.5 * ((double)rand() / RAND_MAX)));
+  if (delay > cap)
+    delay = cap;
+  g.retry_at_ms = now + delay;
+  g.backoff_ms = base * 2 < cap ? base * 2 : cap;
+  if (first)
+    pgg_log(level, event, "%s%sreason=%s retry_in_s=%.1f", kv ? kv : "", kv ? " " : "",
+            pgg_logq(reason), (double)delay / 1000);
+  else
+    pgg_log(PGG_LOG_DEBUG, "guard_retry_failed", "attempts=%u reason=%s retry_in_s=%.1f",
+            g.attempts, pgg_logq(reason), (double)delay / 1000);
+  /* While failing, requests are answered at once (the client gets its
+   * original error); those already waiting are answered now. */
+  g.want_repair = false;
+  g.requested = false;
+  notify(PGG_REPAIR_FAILED);
+}
+
+static void recovered(void)
+{
+  if (!g.failing)
+    return;
+  g.failing = false;
+  g.backoff_ms = BACKOFF_FIRST_MS;
+  pgg_log(PGG_LOG_INFO, "guard_recovered", "after_s=%.1f retries=%u",
+          (double)(uv_now(pgg_p.loop) - g.failing_since_ms) / 1000, g.attempts);
+}
+
+/* The admin session told us which database it guards, and whether its
+ * server is --upstream's; say so when that changes. */
+static void learn_database(void)
+{
+  const char *name = pgg_admin_dbname(g.admin);
+  const char *why = "";
+  pgg_server_match m = pgg_admin_server(g.admin, &why);
+  static const char *const names[] = {"unchecked", "same", "different", "unverified"};
+  if (!g.dbname[0] && name[0]) {
+    snprintf(g.dbname, sizeof g.dbname, "%s", name);
+    pgg_log(PGG_LOG_INFO, "guarded_database", "name=%s server=%s", pgg_logq(g.dbname),
+            names[m]);
+  }
+  bool unverified = m == PGG_SERVER_UNVERIFIED;
+  if (unverified && !g.unverified)
+    pgg_log(PGG_LOG_WARN, "guard_server_unverified", "guard=off_until_verified reason=%s",
+            pgg_logq(why));
+  else if (!unverified && g.unverified && m == PGG_SERVER_SAME)
+    pgg_log(PGG_LOG_INFO, "guard_server_verified", "name=%s", pgg_logq(g.dbname));
+  g.unverified = unverified;
+}
+
+/* --admin-url and --upstream reach different servers: the guard stands down. */
+static void refuse(const char *why)
+{
+  g.refused = true;
+  snprintf(g.refused_why, sizeof g.refused_why, "%s", why);
+  pgg_log(PGG_LOG_ERROR, "guard_refused", "reason=%s", pgg_logq(why));
+  pgg_metrics_g.guard_refused = true;
+  pgg_metrics_g.schema_loaded = false;
+  pgg_metrics_g.drift_known = false;
+  g.missing_labels = 0;
+  free(g.drift_json);
+  g.drift_json = NULL;
+  g.want_load = g.want_check = g.want_repair = false;
+  uv_timer_stop(&g.timer);
+  uv_timer_stop(&g.wake);
+  notify(PGG_REPAIR_FAILED);
+}
+
+static void load_done(void)
+{
+  if (g.job_rc == PGG_OK) {
+    pgg_catalog_free(&g.desired);
+    g.desired = g.job_desired;
+    pgg_catalog_init(&g.job_desired);
+    g.loaded = true;
+    g.schema_broken = false;
+    pgg_metrics_g.schema_loaded = true;
+    recovered();
+    pgg_log(PGG_LOG_INFO, "schema_loaded", "objects=%zu", g.desired.n);
+    if (g.cfg->repair_mode == PGG_REPAIR_MODE_EAGER)
+      g.want_repair = true;
+    else
+      g.want_check = true;
+    return;
+  }
+  pgg_catalog_free(&g.job_desired);
+  pgg_buf_append_u8(&g.job_err, 0);
+  pgg_redact(&g.secrets, g.job_err.len > 1 ? (const char *)g.job_err.data : pgg_strerror(g.job_rc),
+             g.load_error, sizeof g.load_error);
+  const char *guard = g.loaded ? "guard=keeps_previous_schema" : "guard=off";
+  if (g.job_rc == PGG_ERR_SCHEMA) {
+    /* A broken schema file stays broken until someone edits it (SIGHUP).
+     * The database answered, so nothing is failing to connect. */
+    recovered();
+    g.schema_broken = true;
+    pgg_metrics_g.schema_loaded = false;
+    pgg_log(PGG_LOG_ERROR, "schema_load_failed", "%s reason=%s", guard, pgg_logq(g.load_error));
+  } else {
+    /* An unreachable database, a refused login: retried with backoff. */
+    g.want_load = true;
+    failing(PGG_LOG_ERROR, "schema_load_failed", guard, g.load_error);
+  }
+  if (!g.loaded)
+    notify(PGG_REPAIR_FAILED);
+}
+
+static void check_done(void)
+{
+  publish_drift(&g.job_res);
+  if (g.job_res.outcome == PGG_REPAIR_FAILED && g.job_rc == PGG_ERR_UPSTREAM) {
+    g.want_check = true;
+    failing(PGG_LOG_WARN, "drift_check_failed", NULL, g.job_res.error);
+    return;
+  }
+  recovered();
+  if (g.job_res.outcome == PGG_REPAIR_FAILED)
+    pgg_log(PGG_LOG_WARN, "drift_check_failed", "reason=%s", pgg_logq(g.job_res.error));
+  else
+    pgg_log(PGG_LOG_DEBUG, "drift_checked", "missing=%u", missing_total());
+  uint64_t now = uv_now(pgg_p.loop);
+  if (g.cfg->repair_mode == PGG_REPAIR_MODE_EAGER && g.job_res.outcome != PGG_REPAIR_FAILED &&
+      missing_total() > 0 &&
+      !(g.had_failure && now - g.last_failure_ms < (uint64_t)(g.cfg->cooldown * 1000)))
+    g.want_repair = true;
+}
+
+static void repair_done(void)
+{
+  uint64_t now = uv_now(pgg_p.loop);
+  pgg_repair_outcome oc = g.job_res.outcome;
+  int idx = oc == PGG_REPAIR_APPLIED ? PGG_REPAIR_RES_APPLIED :
+            oc == PGG_REPAIR_NOTHING ? PGG_REPAIR_RES_NOTHING : PGG_REPAIR_RES_FAILED;
+  pgg_metrics_g.repairs[idx]++;
+  pgg_histogram_observe(&pgg_metrics_g.repair_duration, g.job_res.seconds);
+  publish_drift(&g.job_res);
+  if (oc == PGG_REPAIR_FAILED && g.job_rc == PGG_ERR_UPSTREAM) {
+    /* The database went away: that is the backoff's business, not the
+     * repair cool-down's, so requests work again as soon as it is back. */
+    g.want_check = true;
+    failing(PGG_LOG_ERROR, "repair_failed", NULL, g.job_res.error);
+    return;
+  }
+  recovered();
+  if (oc == PGG_REPAIR_FAILED) {
+    g.had_failure = true;
+    g.last_failure_ms = now;
+    pgg_log(PGG_LOG_ERROR, "repair_failed", "duration_ms=%.1f reason=%s",
+            g.job_res.seconds * 1000, pgg_logq(g.job_res.error));
+  } else {
+    if (oc == PGG_REPAIR_NOTHING && (g.waiters || g.job_requested)) {
+      g.nothing_armed = true;
+      g.nothing_at_ms = now;
+    }
+    pgg_log(PGG_LOG_INFO, oc == PGG_REPAIR_APPLIED ? "repair_applied" : "repair_nothing_missing",
+            "statements=%u duration_ms=%.1f missing_after=%u", g.job_res.statements,
+            g.job_res.seconds * 1000, missing_total());
+  }
+  notify(oc);
+}
+
 static void job_done(uv_work_t *w, int status)
 {
   job_kind kind = g.running;
   g.running = JOB_NONE;
-  uint64_t now = uv_now(pgg_p.loop);
 
+  learn_database();
+  const char *why = NULL;
+  if (pgg_admin_server(g.admin, &why) == PGG_SERVER_DIFFERENT && !g.refused) {
+    if (kind == JOB_LOAD)
+      pgg_catalog_free(&g.job_desired);
+    pgg_repair_result_free(&g.job_res);
+    pgg_buf_reset(&g.job_err);
+    refuse(why);
+    return;
+  }
   switch (kind) {
   case JOB_LOAD:
-    if (g.job_rc == PGG_OK) {
-      pgg_catalog_free(&g.desired);
-      g.desired = g.job_desired;
-      pgg_catalog_init(&g.job_desired);
-      g.loaded = true;
-      g.schema_broken = false;
-      g.want_load = false;
-      pgg_metrics_g.schema_loaded = true;
-      pgg_log(PGG_LOG_INFO, "schema_loaded", "objects=%zu", g.desired.n);
-      if (g.cfg->repair_mode == PGG_REPAIR_MODE_EAGER)
-        g.want_repair = true;
-      else
-        g.want_check = true;
-    } else {
-      pgg_catalog_free(&g.job_desired);
-      snprintf(g.load_error, sizeof(g.load_error), "%s",
-               g.job_err.len ? (const char *)g.job_err.data : pgg_strerror(g.job_rc));
-      /* A broken schema file stays broken until someone edits it (SIGHUP);
-       * an unreachable database is retried at the next drift interval. */
-      g.schema_broken = g.job_rc == PGG_ERR_SCHEMA;
-      g.want_load = !g.schema_broken;
-      if (g.schema_broken)
-        pgg_metrics_g.schema_loaded = false;
-      pgg_log(PGG_LOG_ERROR, "schema_load_failed", "guard=%s reason=%s",
-              g.loaded ? "keeps_previous_schema" : "off", pgg_logq(g.load_error));
-      if (!g.loaded)
-        notify(PGG_REPAIR_FAILED);
-    }
+    load_done();
     pgg_buf_reset(&g.job_err);
     break;
   case JOB_CHECK:
-    publish_drift(&g.job_res);
-    if (g.job_res.outcome == PGG_REPAIR_FAILED)
-      pgg_log(PGG_LOG_WARN, "drift_check_failed", "reason=%s", pgg_logq(g.job_res.error));
-    else
-      pgg_log(PGG_LOG_DEBUG, "drift_checked", "missing=%u", missing_total());
-    if (g.cfg->repair_mode == PGG_REPAIR_MODE_EAGER && g.job_res.outcome != PGG_REPAIR_FAILED &&
-        missing_total() > 0 && !(g.had_failure && now - g.last_failure_ms < g.cfg->cooldown * 1000))
-      g.want_repair = true;
+    check_done();
     pgg_repair_result_free(&g.job_res);
     break;
-  case JOB_REPAIR: {
-    pgg_repair_outcome oc = g.job_res.outcome;
-    int idx = oc == PGG_REPAIR_APPLIED ? PGG_REPAIR_RES_APPLIED :
-              oc == PGG_REPAIR_NOTHING ? PGG_REPAIR_RES_NOTHING : PGG_REPAIR_RES_FAILED;
-    pgg_metrics_g.repairs[idx]++;
-    pgg_histogram_observe(&pgg_metrics_g.repair_duration, g.job_res.seconds);
-    publish_drift(&g.job_res);
-    if (oc == PGG_REPAIR_FAILED) {
-      g.had_failure = true;
-      g.last_failure_ms = now;
-      pgg_log(PGG_LOG_ERROR, "repair_failed", "duration_ms=%.1f reason=%s",
-              g.job_res.seconds * 1000, pgg_logq(g.job_res.error));
-    } else {
-      if (oc == PGG_REPAIR_NOTHING && g.waiters) {
-        g.nothing_armed = true;
-        g.nothing_at_ms = now;
-      }
-      pgg_log(PGG_LOG_INFO, oc == PGG_REPAIR_APPLIED ? "repair_applied" : "repair_nothing_missing",
-              "statements=%u duration_ms=%.1f missing_after=%u", g.job_res.statements,
-              g.job_res.seconds * 1000, missing_total());
-    }
+  case JOB_REPAIR:
+    repair_done();
     pgg_repair_result_free(&g.job_res);
-    notify(oc);
     break;
-  }
   case JOB_NONE:
     break;
   }
@@ -243,34 +445,80 @@ static void apply_pending(void)
     uint64_t every = (uint64_t)(cfg->drift_interval * 1000);
     uv_timer_start(&g.timer, on_tick, every, every);
   }
+  pgg_secrets_add_conninfo(&g.secrets, cfg->shadow_url);
   g.has_pending = false;
+}
+
+static void on_wake(uv_timer_t *t)
+{
+  schedule();
+}
+
+static job_kind next_job(void)
+{
+  if (g.want_load)
+    return JOB_LOAD;
+  /* A repair waits while the guard may not act (servers not compared yet). */
+  if (g.loaded && g.want_repair && pgg_guardian_active())
+    return JOB_REPAIR;
+  if (g.loaded && g.want_check)
+    return JOB_CHECK;
+  return JOB_NONE;
 }
 
 static void schedule(void)
 {
-  if (g.running != JOB_NONE || pgg_p.shutting_down)
+  if (!g.configured || g.running != JOB_NONE || pgg_p.shutting_down || g.refused)
     return;
   if (g.has_pending)
     apply_pending();
-  job_kind next = JOB_NONE;
-  if (g.want_load) {
-    next = JOB_LOAD;
-  } else if (g.loaded && g.want_repair) {
-    next = JOB_REPAIR;
-    g.want_repair = false;
-    g.want_check = false;
-  } else if (g.loaded && g.want_check) {
-    next = JOB_CHECK;
-    g.want_check = false;
-  }
+  job_kind next = next_job();
   if (next == JOB_NONE)
     return;
+  uint64_t now = uv_now(pgg_p.loop);
+  uint64_t at = now;
+  if (g.failing && g.retry_at_ms > at)
+    at = g.retry_at_ms;
+  if (next != JOB_LOAD && g.catalog_ran && g.catalog_at_ms + CATALOG_INTERVAL_MS > at)
+    at = g.catalog_at_ms + CATALOG_INTERVAL_MS;
+  if (at > now) {
+    /* Not a busy retry: one timer for the remainder, and whatever else is
+     * asked meanwhile joins the job it starts. */
+    uv_timer_start(&g.wake, on_wake, at - now, 0);
+    return;
+  }
+  switch (next) {
+  case JOB_LOAD:
+    g.want_load = false;
+    break;
+  case JOB_REPAIR:
+    g.want_repair = false;
+    g.want_check = false;
+    g.job_requested = g.requested;
+    g.requested = false;
+    break;
+  case JOB_CHECK:
+    g.want_check = false;
+    break;
+  case JOB_NONE:
+    return;
+  }
+  if (next != JOB_LOAD) {
+    g.catalog_ran = true;
+    g.catalog_at_ms = now;
+    pgg_metrics_g.catalog_checks++;
+  }
+  if (g.failing) {
+    g.attempts++;
+    pgg_metrics_g.guard_retries++;
+  }
   memset(&g.job_res, 0, sizeof(g.job_res));
   g.running = next;
   int err = uv_queue_work(pgg_p.loop, &g.work, job_work, job_done);
   if (err) {
     g.running = JOB_NONE;
-    pgg_log(PGG_LOG_ERROR, "guard_job_failed", "reason=%s", pgg_logq(uv_strerror(err)));
+    pgg_log(PGG_LOG_ERROR, "guard_job_failed", "job=%s reason=%s", job_name(next),
+            pgg_logq(uv_strerror(err)));
   }
 }
 
@@ -290,6 +538,8 @@ pgg_ask pgg_guardian_request(pgg_guard_waiter *w)
   uint64_t now = uv_now(pgg_p.loop);
   if (!pgg_guardian_active())
     return PGG_ASK_OFF;
+  if (g.failing)
+    return PGG_ASK_COOLING_DOWN;
   if (g.had_failure && now - g.last_failure_ms < (uint64_t)(g.cfg->cooldown * 1000))
     return PGG_ASK_COOLING_DOWN;
   if (g.nothing_armed && now - g.nothing_at_ms < NOTHING_WINDOW_MS)
@@ -303,8 +553,10 @@ pgg_ask pgg_guardian_request(pgg_guard_waiter *w)
     w->queued = true;
   }
   /* A repair already running serves this request too (single-flight). */
-  if (g.running != JOB_REPAIR)
+  if (g.running != JOB_REPAIR) {
     g.want_repair = true;
+    g.requested = true;
+  }
   schedule();
   return PGG_ASK_WAIT;
 }
@@ -321,6 +573,30 @@ void pgg_guardian_cancel(pgg_guard_waiter *w)
     w->next->prev = w->prev;
   w->next = w->prev = NULL;
   w->queued = false;
+}
+
+/*
+ * Called for every server-leg connection that succeeds, so it must cost
+ * nothing unless the guard is backing off. Then the first success since the
+ * last failed attempt means PostgreSQL is back: retry soon (still through
+ * the limiter) instead of at the end of a long backoff.
+ */
+void pgg_guardian_upstream_ok(void)
+{
+  if (!g.failing)
+    return;
+  bool news = g.upstream_news;
+  g.upstream_news = false;
+  g.upstream_seen = true;
+  if (!news)
+    return;
+  uint64_t now = uv_now(pgg_p.loop);
+  g.backoff_ms = BACKOFF_FIRST_MS;
+  if (g.retry_at_ms > now)
+    g.retry_at_ms = now;
+  pgg_log(PGG_LOG_DEBUG, "guard_retry_soon", "reason=%s",
+          pgg_logq("a server connection succeeded"));
+  schedule();
 }
 
 /* ---- upstream probe without a guard ---------------------------------------- */
@@ -381,14 +657,27 @@ int pgg_guardian_start(void)
   pgg_catalog_init(&g.desired);
   pgg_buf_init(&g.job_err);
   g.admin = pgg_admin_new(cfg);
-  if (!g.admin)
+  if (!g.admin || pgg_admin_set_upstream(g.admin, pgg_p.opt->upstream.host,
+                                         pgg_p.opt->upstream.port))
     return PGG_ERR_NOMEM;
+  pgg_secrets_init(&g.secrets);
+  pgg_secrets_add_conninfo(&g.secrets, cfg->admin_url);
+  pgg_secrets_add_conninfo(&g.secrets, cfg->shadow_url);
+  g.backoff_ms = BACKOFF_FIRST_MS;
+  pgg_buf shown;
+  pgg_buf_init(&shown);
+  if (pgg_redact_conninfo(cfg->admin_url, &shown) == PGG_OK)
+    pgg_log(PGG_LOG_INFO, "guard_starting", "admin_url=%s schema=%s",
+            pgg_logq((const char *)shown.data), pgg_logq(cfg->schema_path));
+  pgg_buf_free(&shown);
   if (cfg->strict) {
     /* --strict: refuse to start rather than proxy unguarded. */
     int rc = pgg_desired_load(cfg, &g.desired, &g.job_err);
     if (rc) {
-      fprintf(stderr, "pgguard: the desired schema did not load (--strict): %s\n",
-              g.job_err.len ? (const char *)g.job_err.data : pgg_strerror(rc));
+      pgg_buf_append_u8(&g.job_err, 0);
+      pgg_redact(&g.secrets, g.job_err.len > 1 ? (const char *)g.job_err.data : pgg_strerror(rc),
+                 g.load_error, sizeof g.load_error);
+      fprintf(stderr, "pgguard: the desired schema did not load (--strict): %s\n", g.load_error);
       return PGG_ERR_SCHEMA;
     }
     g.loaded = true;
@@ -401,6 +690,7 @@ int pgg_guardian_start(void)
   }
   uint64_t every = (uint64_t)(cfg->drift_interval * 1000);
   uv_timer_init(pgg_p.loop, &g.timer);
+  uv_timer_init(pgg_p.loop, &g.wake);
   uv_timer_start(&g.timer, on_tick, every, every);
   schedule();
   return PGG_OK;
@@ -415,11 +705,18 @@ void pgg_guardian_reload(const pgg_guard_config *next)
             pgg_logq("turning the guard off needs a restart; keeping the old schema"));
     return;
   }
+  if (g.refused)
+    return;
   g.pending = *next;
   g.has_pending = true;
   g.schema_broken = false;
   pgg_log(PGG_LOG_INFO, "schema_reload", "path=%s", pgg_logq(g.cfg->schema_path));
   g.want_load = true;
+  /* Someone acted: try now rather than at the end of a long backoff. */
+  if (g.failing) {
+    g.backoff_ms = BACKOFF_FIRST_MS;
+    g.retry_at_ms = uv_now(pgg_p.loop);
+  }
   schedule();
 }
 
@@ -434,6 +731,8 @@ void pgg_guardian_stop(void)
     return;
   uv_timer_stop(&g.timer);
   uv_close((uv_handle_t *)&g.timer, NULL);
+  uv_timer_stop(&g.wake);
+  uv_close((uv_handle_t *)&g.wake, NULL);
   notify(PGG_REPAIR_FAILED);
 }
 
@@ -445,6 +744,7 @@ void pgg_guardian_free(void)
   pgg_admin_free(g.admin);
   pgg_catalog_free(&g.desired);
   pgg_buf_free(&g.job_err);
+  pgg_secrets_free(&g.secrets);
   free(g.drift_json);
   g.configured = false;
 }

@@ -3,6 +3,8 @@
  */
 #include "log.h"
 
+#include "redact.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -45,8 +47,21 @@ void pgg_log(int level, const char *event, const char *fmt, ...)
   if (n < 0 || (size_t)n > sizeof(line) - 2)
     n = (int)sizeof(line) - 2;
   line[n++] = '\n';
+  line[n] = 0;
+  /* The last line of defence for the admin and shadow URLs' passwords:
+   * callers mask what they log, and whatever slips through is masked here. */
+  const pgg_secrets *secrets = pgg_secrets_global();
+  char masked[sizeof(line) + 64];
+  const char *out = line;
+  if (secrets->n) {
+    n = (int)pgg_redact(secrets, line, masked, sizeof(masked) - 1);
+    if (n == 0 || masked[n - 1] != '\n')
+      masked[n++] = '\n';
+    masked[n] = 0;
+    out = masked;
+  }
   /* One write per line so lines from a crash handler or helper thread never interleave. */
-  fwrite(line, 1, (size_t)n, stderr);
+  fwrite(out, 1, (size_t)n, stderr);
 }
 
 const char *pgg_logq(const char *s)

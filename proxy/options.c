@@ -14,6 +14,7 @@
 #include <ctype.h>
 
 #include "log.h"
+#include "redact.h"
 
 enum {
   OPT_LISTEN = 256, OPT_UPSTREAM, OPT_ADMIN_LISTEN, OPT_MAX_MESSAGE, OPT_SHUTDOWN_TIMEOUT,
@@ -110,7 +111,9 @@ void pgg_options_usage(FILE *f)
     "                               require, verify-ca, verify-full\n"
     "  --upstream-ca FILE           CA certificates for verify-ca / verify-full\n"
     "\n"
-    "Schema guard (off unless --schema is given):\n"
+    "Schema guard (off unless --schema is given). It acts only for sessions on the admin URL's\n"
+    "database, and only when --admin-url and --upstream reach the same PostgreSQL server\n"
+    "(same system_identifier); otherwise it refuses to guard and says so in the log:\n"
     "  --schema PATH                desired schema: a .sql file or a folder of them\n"
     "  --admin-url URL              libpq URL of a role that may create objects in the database\n"
     "  --admin-url-file FILE        read the admin URL from a file (keeps the password off ps)\n"
@@ -118,7 +121,8 @@ void pgg_options_usage(FILE *f)
     "  --object-owner ROLE          owner of repaired objects (default: the database owner)\n"
     "  --repair MODE                on-error (default), eager, off\n"
     "  --repair-wait SECONDS        how long a failed request waits for its repair (5)\n"
-    "  --drift-interval SECONDS     how often the drift is checked (30)\n"
+    "  --drift-interval SECONDS     how often the drift is checked (30); also the longest wait\n"
+    "                               between retries while the database cannot be reached\n"
     "  --repair-cooldown SECONDS    pause after a failed repair (30)\n"
     "  --lock-timeout MS            lock_timeout of the repair (2000)\n"
     "  --statement-timeout MS       statement_timeout of the repair (30000)\n"
@@ -250,6 +254,15 @@ static int parse_int(const char *name, const char *v, long min, long max, long *
   return PGG_OK;
 }
 
+/* Where the admin and shadow URLs came from, for a message that names the
+ * setting without repeating its value. */
+static char admin_url_from[320], shadow_url_from[320];
+
+static void remember(char *dst, size_t n, const char *name)
+{
+  snprintf(dst, n, "%s", name);
+}
+
 static int apply(pgg_options *o, int opt, const char *name, const char *v)
 {
   long l;
@@ -273,8 +286,12 @@ static int apply(pgg_options *o, int opt, const char *name, const char *v)
       return bad(name, v, "expected debug, info, warn or error");
     pgg_log_level = pgg_log_level_parse(v);
     return PGG_OK;
-  case OPT_ADMIN_URL_FILE:
+  case OPT_ADMIN_URL_FILE: {
+    char from[sizeof admin_url_from];
+    snprintf(from, sizeof from, "%s (%s)", name, v);
+    remember(admin_url_from, sizeof admin_url_from, from);
     return read_secret_file(name, v, &o->guard.admin_url);
+  }
   case OPT_STRICT:
     if (!parse_bool(v, &o->guard.strict))
       return bad(name, v, "expected true or false");
@@ -307,9 +324,11 @@ static int apply(pgg_options *o, int opt, const char *name, const char *v)
     o->guard.schema_path = v;
     return PGG_OK;
   case OPT_ADMIN_URL:
+    remember(admin_url_from, sizeof admin_url_from, name);
     o->guard.admin_url = v;
     return PGG_OK;
   case OPT_SHADOW_URL:
+    remember(shadow_url_from, sizeof shadow_url_from, name);
     o->guard.shadow_url = v;
     return PGG_OK;
   case OPT_OBJECT_OWNER:
@@ -421,9 +440,34 @@ static int read_config_file(pgg_options *o, const char *path)
   return PGG_OK;
 }
 
+/*
+ * A URL libpq cannot parse would fail every connection the guard makes, and
+ * libpq's messages about it may quote the password: refuse it here, once,
+ * naming the setting and never its value.
+ */
+static int check_url(const char *url, const char *from, const char *option)
+{
+  if (!url)
+    return PGG_OK;
+  /* Registered first: whatever is printed from now on masks it. */
+  pgg_secrets_register_conninfo(url);
+  pgg_buf err;
+  pgg_buf_init(&err);
+  int rc = pgg_conninfo_check(url, &err);
+  if (rc) {
+    pgg_buf_append_u8(&err, 0);
+    char msg[600];
+    pgg_redact(pgg_secrets_global(), (const char *)err.data, msg, sizeof msg);
+    fprintf(stderr, "pgguard: invalid %s: %s\n", *from ? from : option, msg);
+  }
+  pgg_buf_free(&err);
+  return rc;
+}
+
 int pgg_options_parse(pgg_options *o, int argc, char **argv)
 {
   memset(o, 0, sizeof(*o));
+  admin_url_from[0] = shadow_url_from[0] = 0;
   o->command = "run";
   snprintf(o->listen.host, sizeof(o->listen.host), "127.0.0.1");
   o->listen.port = 6432;
@@ -515,6 +559,9 @@ int pgg_options_parse(pgg_options *o, int argc, char **argv)
     fprintf(stderr, "pgguard: --schema needs --admin-url (or PGGUARD_ADMIN_URL): the role pgguard uses to read and repair the schema\n");
     return PGG_ERR_CONFIG;
   }
+  if (check_url(o->guard.admin_url, admin_url_from, "--admin-url") ||
+      check_url(o->guard.shadow_url, shadow_url_from, "--shadow-url"))
+    return PGG_ERR_CONFIG;
   if (!o->tls_cert != !o->tls_key) {
     fprintf(stderr, "pgguard: --tls-cert and --tls-key go together\n");
     return PGG_ERR_CONFIG;

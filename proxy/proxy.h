@@ -104,12 +104,27 @@ pgg_ask pgg_guardian_request(pgg_guard_waiter *w);
 void pgg_guardian_cancel(pgg_guard_waiter *w);
 const char *pgg_guardian_drift_json(void);
 bool pgg_guardian_ready(const char **why);
-/* The guard acts only for sessions on the admin URL's database, on the same server. */
-bool pgg_guardian_guards_database(const char *dbname);
-/* The loaded desired schema, or NULL. */
-const pgg_catalog *pgg_guardian_desired(void);
-/* A server-leg connection succeeded: the admin connection's backoff starts over. */
+/*
+ * A server-leg connection to the upstream succeeded (conn.c calls this for
+ * each one). Costs a branch unless the guard is backing off after failing to
+ * reach the database; then the first success since the last failed attempt
+ * makes the guard retry soon, through its limiter.
+ */
 void pgg_guardian_upstream_ok(void);
+/*
+ * Whether the guard acts for a session whose startup database (the
+ * "database" startup parameter, or the user name when it is absent) is
+ * dbname: only when the guard is active and dbname is the admin URL's
+ * database as its first admin session reported it (PQdb); false before that
+ * session and after the guard refused (different servers).
+ */
+bool pgg_guardian_guards_database(const char *dbname);
+/* The loaded desired catalog, or NULL. Valid until the next event-loop turn
+ * that finishes a schema load: look up, do not keep. */
+const pgg_catalog *pgg_guardian_desired(void);
+/* Why the guard refused to act (--admin-url and --upstream reach different
+ * servers), or NULL. */
+const char *pgg_guardian_refused(void);
 
 /* admin_http.c */
 int pgg_admin_http_start(void);

@@ -17,6 +17,7 @@ PACKAGES=(
   pgbouncer prometheus                      # benchmark comparison; scraping the metrics
   python3-psycopg2 python3-pytest python3-pytest-timeout   # the integration test harness
   python3-yaml python3-cryptography openssl curl   # deploy-file checks, TLS test certificates, the demo
+  locales                                   # localedef: a translated-messages server in the tests
 )
 
 # Node.js >= 20.19 is needed by Prisma 7. An existing node/npm (e.g. from NodeSource) is kept:
@@ -54,6 +55,14 @@ id postgres >/dev/null 2>&1 || die "user 'postgres' does not exist (postgresql-c
 command -v node >/dev/null && command -v npm >/dev/null || die "node/npm not installed"
 node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)' \
   || die "Node.js $(node --version) is too old: Prisma 7 needs >= 20.19"
+
+# A German locale, for the test of a server whose lc_messages translates its errors (the guard
+# must then fall back from reading the message to a catalog check). locales ships its sources.
+if ! locale -a 2>/dev/null | grep -qi '^de_DE\.utf-\?8$'; then
+  [[ $(id -u) -eq 0 ]] || die "locale de_DE.UTF-8 missing and not running as root"
+  log "generating locale de_DE.UTF-8"
+  localedef -i de_DE -f UTF-8 de_DE.UTF-8 || die "localedef de_DE.UTF-8 failed"
+fi
 
 # The Node.js clients, exactly as locked. A stamp of the lockfile skips reinstalling when unchanged.
 NODE_DIR="$ROOT/tests/node"

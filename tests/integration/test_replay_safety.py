@@ -323,3 +323,40 @@ def test_set_up_that_fails_when_re_sent_gives_the_original_error_and_runs_nothin
   assert guard_events(g.inst, "resend_failed"), g.inst.log[-3000:]
   assert count(pg, g.db, "SELECT count(*) FROM widgets") == 0
   assert metric(g.inst, REPLAYS, result="succeeded") == 0
+
+
+# --- translated messages: only a catalog check can tell --------------------------------------
+
+def german(pg, db):
+  pg.sql("ALTER DATABASE %s SET lc_messages = 'de_DE.UTF-8'" % db)
+
+
+def test_translated_error_for_a_missing_desired_table_is_repaired_and_replayed(guarded, pg):
+  g = guarded(NO_WIDGETS, ready=False)
+  german(pg, g.db)
+  from guard_fixtures import wait_ready
+  wait_ready(g.inst)
+  conn = g.inst.connect()
+  with conn.cursor() as cur:
+    cur.execute("INSERT INTO widgets (name) VALUES ('übersetzt') RETURNING name")
+    assert cur.fetchone()[0] == "übersetzt"
+  conn.close()
+  assert count(pg, g.db, "SELECT count(*) FROM widgets") == 1
+  assert metric(g.inst, REPLAYS, result="succeeded") == 1, g.inst.log[-3000:]
+
+
+def test_translated_error_that_a_catalog_check_does_not_explain_is_not_replayed(guarded, pg):
+  g = guarded(())
+  german(pg, g.db)
+  conn = g.inst.connect()
+  with conn.cursor() as cur:
+    with pytest.raises(psycopg2.errors.UndefinedTable) as ei:
+      cur.execute("SELECT * FROM tippfehler")
+    assert ei.value.diag.severity == "FEHLER"
+    assert "existiert nicht" in ei.value.diag.message_primary
+    cur.execute("SELECT 1")
+  conn.close()
+  m = g.inst.metrics()
+  assert m.get_value(REPLAYS, result="succeeded") == 0
+  assert m.get_value(REPLAYS, result="failed") == 0, g.inst.log[-3000:]
+  assert m.get_value(REPAIRS, result="applied") == 0
