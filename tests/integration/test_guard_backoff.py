@@ -227,7 +227,6 @@ def test_the_guarded_database_is_named_in_the_log(pg, pgguard):
   assert events[0]["name"] == "bo_named" and events[0]["server"] == "same", events
 
 
-@pytest.mark.xfail(strict=False, reason="needs proxy/conn.c to ask pgg_guardian_guards_database()")
 def test_a_session_on_another_database_gets_its_error_untouched(pg, pgguard):
   make_db(pg, "bo_guarded", DESIRED)
   make_db(pg, "bo_elsewhere", DESIRED, NO_WIDGETS)
