@@ -20,6 +20,9 @@ static const char *const sqlstates[] = {"42P01", "42703", "42704", "22P02",
                                         "42883", "3F000", "42P07", "XX000"};
 
 static pgg_catalog cat;
+/* The longest name in cat, and the longest schema.name: no reading longer
+ * can match, so the reference skips it (and stays linear on long inputs). */
+static size_t longest, longest_qual;
 
 static void add(pgg_object o)
 {
@@ -61,6 +64,11 @@ static void build_catalog(void)
   OBJ(PGG_OBJ_TABLE, "public", NULL, "t\"");
   OBJ(PGG_OBJ_COLUMN, "public", "t\"", "\"");
   pgg_catalog_sort(&cat);
+  for (size_t i = 0; i < cat.n; i++) {
+    size_t n = strlen(cat.objs[i].name), q = strlen(cat.objs[i].schema) + 1 + n;
+    longest = n > longest ? n : longest;
+    longest_qual = q > longest_qual ? q : longest_qual;
+  }
   if (pgg_catalog_add_routine(&cat, "public", "f") || pgg_catalog_add_routine(&cat, "app", "g(h") ||
       pgg_catalog_add_routine(&cat, "a.b", "c.d") || pgg_catalog_add_routine(&cat, "public", "my.fn"))
     abort();
@@ -88,6 +96,8 @@ static bool same(sl x, const char *s)
 /* An object of kind with this schema, parent and name (ANY: whatever). */
 static bool has(pgg_obj_kind kind, sl schema, sl parent, sl name)
 {
+  if (name.n > longest || schema.n > longest || parent.n > longest)
+    return false;
   for (size_t i = 0; i < cat.n; i++) {
     const pgg_object *o = &cat.objs[i];
     if (o->kind == kind && same(name, o->name) && (!schema.p || same(schema, o->schema)) &&
@@ -100,6 +110,8 @@ static bool has(pgg_obj_kind kind, sl schema, sl parent, sl name)
 /* x as an unqualified name, or split at any one dot into schema.name. */
 static bool qualified(pgg_obj_kind kind, sl x)
 {
+  if (x.n > longest_qual)
+    return false;
   if (has(kind, ANY, ANY, x))
     return true;
   for (size_t i = 0; i < x.n; i++)
@@ -128,6 +140,8 @@ static bool ref_routine(sl x)
     if (x.p[i] != '(')
       continue;
     sl name = cut(x, 0, i);
+    if (i > 64)   /* longer than any routine's schema.name below */
+      break;
     if (routine(ANY, name))
       return true;
     for (size_t j = 0; j < i; j++)
@@ -153,6 +167,8 @@ static bool ref_column(sl x)
     if (x.p[i] != '.')
       continue;
     sl q = cut(x, 0, i), c = cut(x, i + 1, x.n);
+    if (c.n > longest)
+      continue;
     if (!qualified(PGG_OBJ_TABLE, q)) {
       if (has(PGG_OBJ_COLUMN, ANY, ANY, c))   /* an alias */
         return true;
@@ -160,7 +176,7 @@ static bool ref_column(sl x)
     }
     if (has(PGG_OBJ_COLUMN, ANY, q, c))
       return true;
-    for (size_t j = 0; j < q.n; j++)
+    for (size_t j = 0; j < q.n && q.n <= longest_qual; j++)
       if (q.p[j] == '.' && has(PGG_OBJ_COLUMN, cut(q, 0, j), cut(q, j + 1, q.n), c))
         return true;
   }
@@ -207,6 +223,8 @@ static bool ref_enum_value(sl x)
     if (memcmp(x.p + i, ": \"", 3) != 0)
       continue;
     sl t = cut(x, 0, i), v = cut(x, i + 3, x.n);
+    if (v.n > longest || t.n > 2 * longest_qual + 6)
+      continue;
     for (size_t k = 0; k < cat.n; k++) {
       const pgg_object *o = &cat.objs[k];
       if (o->kind == PGG_OBJ_ENUM_LABEL && same(v, o->name) && prints_type(t, o->schema, o->parent))
