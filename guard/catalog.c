@@ -28,6 +28,9 @@ void pgg_catalog_init(pgg_catalog *c)
   c->objs = NULL;
   c->n = 0;
   c->cap = 0;
+  c->routines = NULL;
+  c->nroutines = 0;
+  c->routines_cap = 0;
 }
 
 static void obj_free_strings(pgg_object *o)
@@ -45,6 +48,11 @@ void pgg_catalog_free(pgg_catalog *c)
   for (size_t i = 0; i < c->n; i++)
     obj_free_strings(&c->objs[i]);
   free(c->objs);
+  for (size_t i = 0; i < c->nroutines; i++) {
+    free(c->routines[i].schema);
+    free(c->routines[i].name);
+  }
+  free(c->routines);
   pgg_catalog_init(c);
 }
 
@@ -138,4 +146,38 @@ const pgg_object *pgg_catalog_find(const pgg_catalog *c, pgg_obj_kind kind,
       lo = mid + 1;
   }
   return NULL;
+}
+
+int pgg_catalog_add_routine(pgg_catalog *c, const char *schema, const char *name)
+{
+  if (c->nroutines == c->routines_cap) {
+    size_t cap = c->routines_cap ? c->routines_cap * 2 : 16;
+    if (cap > SIZE_MAX / sizeof *c->routines)
+      return PGG_ERR_NOMEM;
+    pgg_routine *p = realloc(c->routines, cap * sizeof *p);
+    if (!p)
+      return PGG_ERR_NOMEM;
+    c->routines = p;
+    c->routines_cap = cap;
+  }
+  char *s = strdup(schema), *n = strdup(name);
+  if (!s || !n) {
+    free(s);
+    free(n);
+    return PGG_ERR_NOMEM;
+  }
+  c->routines[c->nroutines++] = (pgg_routine){.schema = s, .name = n};
+  return PGG_OK;
+}
+
+/* A linear scan: it runs only when a 42883 reaches the guard, and the list
+ * holds one entry per routine name, not per overload. */
+bool pgg_catalog_has_routine(const pgg_catalog *c, const char *schema, const char *name)
+{
+  for (size_t i = 0; i < c->nroutines; i++) {
+    const pgg_routine *r = &c->routines[i];
+    if (strcmp(r->name, name) == 0 && (!schema || strcmp(r->schema, schema) == 0))
+      return true;
+  }
+  return false;
 }

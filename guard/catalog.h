@@ -56,9 +56,24 @@ typedef struct {
   char relkind;        /* PGG_OBJ_TABLE: 'r' or 'p' */
 } pgg_object;
 
+/*
+ * A function, procedure or aggregate by name only (overloads are not told
+ * apart). Not a pgg_obj_kind: routines are not diffed or planned yet, they
+ * only let a 42883 (undefined function) be matched against the desired
+ * schema.
+ */
+typedef struct {
+  char *schema;
+  char *name;
+} pgg_routine;
+
 typedef struct {
   pgg_object *objs;
   size_t n, cap;
+  /* Routine names, in no particular order; filled for the desired catalog
+   * only (pgg_introspect_routines). Never diffed. */
+  pgg_routine *routines;
+  size_t nroutines, routines_cap;
 } pgg_catalog;
 
 void pgg_catalog_init(pgg_catalog *c);
@@ -71,6 +86,10 @@ void pgg_catalog_sort(pgg_catalog *c);
 const pgg_object *pgg_catalog_find(const pgg_catalog *c, pgg_obj_kind kind,
                                    const char *schema, const char *parent,
                                    const char *name);
+/* Append a routine name (strings duplicated). PGG_OK or PGG_ERR_NOMEM. */
+int pgg_catalog_add_routine(pgg_catalog *c, const char *schema, const char *name);
+/* Whether a routine of this name exists; schema NULL means in any schema. */
+bool pgg_catalog_has_routine(const pgg_catalog *c, const char *schema, const char *name);
 
 /* ---- Drift (guard/diff.c) --------------------------------------------- */
 

@@ -442,6 +442,8 @@ static int read_shadow(const char *conninfo, const char *dbname, pgg_catalog *de
   if (!conn)
     return PGG_ERR_UPSTREAM;
   int rc = pgg_introspect(conn, desired, err);
+  if (!rc)
+    rc = pgg_introspect_routines(conn, desired, err);
   PQfinish(conn);
   return rc;
 }

@@ -467,6 +467,30 @@ int pgg_introspect(PGconn *conn, pgg_catalog *out, pgg_buf *err)
   return rc;
 }
 
+/* ---- routine names (desired catalog only) ------------------------------ */
+
+/* Fully qualified, so it needs no search_path of its own. */
+static const char q_routines[] =
+  "SELECT DISTINCT n.nspname, p.proname"
+  " FROM pg_catalog.pg_proc p"
+  " JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
+  " WHERE " USER_NS " AND"
+  NOT_EXT("pg_catalog.pg_proc", "p.oid");
+
+int pgg_introspect_routines(PGconn *conn, pgg_catalog *out, pgg_buf *err)
+{
+  int rc = PGG_OK;
+  PGresult *res = query(conn, q_routines, err, &rc);
+  if (!res)
+    return rc;
+  for (int i = 0; i < PQntuples(res) && !rc; i++)
+    rc = pgg_catalog_add_routine(out, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+  PQclear(res);
+  if (rc)
+    pgg_buf_printf(err, "out of memory reading the routines");
+  return rc;
+}
+
 /* ---- rows of tables that are about to get a NOT NULL column ------------ */
 
 /*

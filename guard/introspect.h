@@ -21,6 +21,15 @@
 int pgg_introspect(PGconn *conn, pgg_catalog *out, pgg_buf *err);
 
 /*
+ * Add the names of conn's functions, procedures and aggregates to
+ * out->routines: those in user schemas that no extension owns, one entry per
+ * (schema, name) however many overloads it has. Run on the shadow only, so a
+ * 42883 can be matched against the desired schema. One query; on failure err
+ * says why (PGG_ERR_UPSTREAM when the connection is gone, PGG_ERR_DB otherwise).
+ */
+int pgg_introspect_routines(PGconn *conn, pgg_catalog *out, pgg_buf *err);
+
+/*
  * For every live table that would get a missing NOT NULL column without a
  * default (or a missing check constraint), ask whether it holds a row and
  * set has_rows on its live object: the planner then adds such a column

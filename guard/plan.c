@@ -761,7 +761,7 @@ static int plan_constraints(planner *pl)
  */
 int pgg_plan_build(const pgg_drift *d, const pgg_catalog *live, pgg_plan *out)
 {
-  static const pgg_catalog empty = {NULL, 0, 0};
+  static const pgg_catalog empty = {0};
   planner pl = {.drift = d, .live = live ? live : &empty, .out = out};
   pgg_buf_init(&pl.sql);
   int err = PGG_OK;
