@@ -1,0 +1,113 @@
+# Act only on what the desired schema explains (issue 7, item 1): a guarded SQLSTATE makes
+# pgguard act only when the object its message names is in the desired schema, decided from the
+# schema in memory, without a catalog query. Everything else passes through untouched.
+import re
+import time
+import types
+
+import psycopg2
+import psycopg2.errors
+import pytest
+
+from guard_fixtures import (REPLAY_SCHEMA, count, guard_events, make_db, metric, start_guarded,
+                            wait_metric)
+
+DESIRED = REPLAY_SCHEMA.read_text()
+NO_WIDGETS = ['DROP TABLE "widgets"']
+NO_EXTRA = ['ALTER TABLE "existing" DROP COLUMN "extra"']
+NO_APP = ['DROP SCHEMA "app" CASCADE']
+CHECKS = "pgguard_catalog_checks_total"
+REPAIRS = "pgguard_repairs_total"
+REPLAYS = "pgguard_replays_total"
+
+
+@pytest.fixture
+def guarded(pg, pgguard, request):
+  db = "ex_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[-50:]
+  started = []
+
+  def make(drops=(), *args):
+    kw = make_db(pg, db, DESIRED, list(drops))
+    inst = start_guarded(pgguard, pg, db, *args)
+    started.append(inst)
+    return types.SimpleNamespace(inst=inst, db=db, kw=kw)
+  yield make
+  for inst in started:
+    print("---- pgguard log\n%s" % inst.log[-6000:])
+
+
+def quiet(inst):
+  """Metrics that move only when the guard acts."""
+  m = inst.metrics()
+  return (m.total(CHECKS), m.total(REPAIRS), m.total(REPLAYS))
+
+
+@pytest.mark.parametrize("sql,exc,message", [
+  ("SELECT * FROM typo_table", psycopg2.errors.UndefinedTable, 'relation "typo_table" does not exist'),
+  ("SELECT * FROM app.typo", psycopg2.errors.UndefinedTable, 'relation "app.typo" does not exist'),
+  ("SELECT no_such_column FROM existing", psycopg2.errors.UndefinedColumn,
+   'column "no_such_column" does not exist'),
+  ("SHOW no_such.param", psycopg2.errors.UndefinedObject,
+   'unrecognized configuration parameter "no_such.param"'),
+  ("SELECT 'x'::no_such_type", psycopg2.errors.UndefinedObject, 'type "no_such_type" does not exist'),
+  ("SELECT no_such_function(1)", psycopg2.errors.UndefinedFunction,
+   "function no_such_function(integer) does not exist"),
+  ("CREATE TABLE no_such_schema.t (id int)", psycopg2.errors.InvalidSchemaName,
+   'schema "no_such_schema" does not exist'),
+])
+def test_error_the_desired_schema_does_not_explain_passes_untouched(guarded, sql, exc, message):
+  g = guarded(NO_WIDGETS)   # something is missing, so a needless repair would show
+  before = quiet(g.inst)
+  conn = g.inst.connect()
+  with conn.cursor() as cur:
+    t0 = time.monotonic()
+    with pytest.raises(exc) as ei:
+      cur.execute(sql)
+    elapsed = time.monotonic() - t0
+    cur.execute("SELECT 1")
+  conn.close()
+  assert ei.value.diag.message_primary == message
+  assert elapsed < 1.0, elapsed
+  time.sleep(0.2)
+  assert quiet(g.inst) == before, g.inst.log[-3000:]
+  assert not guard_events(g.inst, "repair_applied")
+
+
+def test_typo_loop_inside_transactions_costs_no_catalog_check(guarded):
+  g = guarded(())
+  checks0 = metric(g.inst, CHECKS)
+  conn = g.inst.connect()
+  loops = 0
+  t0 = time.monotonic()
+  with conn.cursor() as cur:
+    while time.monotonic() - t0 < 3:
+      with pytest.raises(psycopg2.errors.UndefinedTable):
+        cur.execute("BEGIN; SELECT 1; SELECT * FROM typo")
+      cur.execute("ROLLBACK")
+      loops += 1
+  conn.close()
+  assert loops > 20, loops
+  assert metric(g.inst, CHECKS) == checks0, g.inst.log[-3000:]
+
+
+def test_qualified_column_through_an_alias_is_explained_and_replayed(guarded, pg):
+  g = guarded(NO_EXTRA)
+  conn = g.inst.connect()
+  with conn.cursor() as cur:
+    cur.execute("SELECT e.extra FROM existing e")
+    assert cur.fetchall() == []
+  conn.close()
+  assert metric(g.inst, REPLAYS, result="succeeded") == 1, g.inst.log[-3000:]
+
+
+def test_missing_desired_schema_3F000_is_repaired(guarded, pg):
+  g = guarded(NO_APP)
+  conn = g.inst.connect()
+  with conn.cursor() as cur:
+    with pytest.raises(psycopg2.errors.InvalidSchemaName):
+      cur.execute("CREATE TABLE app.scratch (id int)")    # DDL: repaired, never replayed
+  conn.close()
+  assert wait_metric(g.inst, REPAIRS, 1, result="applied") == 1, g.inst.log[-3000:]
+  assert count(pg, g.db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'app'") == 1
+  assert count(pg, g.db, "SELECT count(*) FROM pg_class WHERE relname = 'scratch'") == 0
+  assert [e.get("decision") for e in guard_events(g.inst, "guarded_error")] == ["repair_only"]
