@@ -122,7 +122,10 @@ static void check_parse(const uint8_t *p, size_t size)
     at += (size_t)vl + 1;
     EXPECT(pos == at && pos < s.params_len);
     n++;
-    /* The last occurrence of a name wins, as it does for the server. */
+    /* The last occurrence of a name wins, as it does for the server
+     * (checked for the first few names: the check is quadratic). */
+    if (n > 8)
+      continue;
     const char *last = pgg_startup_param(&s, name);
     EXPECT(last != NULL);
     size_t p2 = pos;
