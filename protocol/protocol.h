@@ -142,7 +142,8 @@ typedef struct {
 int pgg_parse_error(const uint8_t *body, size_t len, pgg_error_fields *out);
 static inline const char *pgg_error_field(const pgg_error_fields *e, char code)
 {
-  return (code > 0) ? e->fields[(unsigned char)code] : NULL;
+  /* Where char is unsigned, a code of 128 or more must not index past the array. */
+  return ((unsigned char)code > 0 && (unsigned char)code < 128) ? e->fields[(unsigned char)code] : NULL;
 }
 #define pgg_error_sqlstate(e) pgg_error_field((e), 'C')
 #define pgg_error_severity(e) pgg_error_field((e), 'S')
