@@ -1,0 +1,198 @@
+# Adversarial findings against the hold / replay machinery (helper-d review). Each test asserts
+# the behaviour DESIGN.md ("Replay or fail cleanly") promises; each fails on the code it was
+# written against.
+import hashlib
+import threading
+import time
+import types
+
+import psycopg2
+import psycopg2.errors
+import pytest
+
+from guard_fixtures import (REPLAY_SCHEMA, count, guard_events, make_db, metric, start_guarded,
+                            wait_metric)
+from pgwire import RawConn, query
+
+DESIRED = REPLAY_SCHEMA.read_text()
+SEED_ROWS = ["INSERT INTO existing (note) VALUES ('a'), ('b')"]
+NO_WIDGETS = ['DROP TABLE "widgets"']
+TRUST = {"user": "wire_trust", "password": None}
+REPLAYS = "pgguard_replays_total"
+REPAIRS = "pgguard_repairs_total"
+# The advisory lock every sidecar repairs under (guard/guard.h PGG_ADVISORY_KEY): holding it
+# from a direct session keeps the repair (and so the hold) waiting for as long as we like.
+REPAIR_LOCK = 0x7067677561726400
+
+
+@pytest.fixture
+def guarded(pg, pgguard, request):
+  db = "adv_" + hashlib.sha1(request.node.name.encode()).hexdigest()[:12]
+  started = []
+
+  def make(drops=(), *args, role=None, ready=True):
+    if role is not None:
+      pg.create_role(role["user"], role["password"])
+    kw = make_db(pg, db, DESIRED, list(drops) + SEED_ROWS, role=role)
+    inst = start_guarded(pgguard, pg, db, *args, role=role, ready=ready)
+    started.append(inst)
+    return types.SimpleNamespace(inst=inst, db=db, kw=kw)
+  yield make
+  for inst in started:
+    print("---- pgguard log (%s)\n%s" % (" ".join(inst.argv[1:]), inst.log[-6000:]))
+
+
+def repair_lock(pg, kw):
+  """A direct session holding the repair's advisory lock; rollback() releases it."""
+  locker = pg.connect(autocommit=False, **kw)
+  with locker.cursor() as lc:
+    lc.execute("SELECT pg_advisory_xact_lock(%s)", (REPAIR_LOCK,))
+  return locker
+
+
+def raw_session(g):
+  raw = RawConn(g.inst.host, g.inst.port, timeout=15)
+  raw.startup(g.kw["user"], g.kw["dbname"], password=g.kw["password"])
+  return raw
+
+
+def app_sql(pg, g, sql):
+  """Runs sql directly on PostgreSQL as the application role (the tables' owner)."""
+  c = pg.connect(**g.kw)
+  try:
+    with c.cursor() as cur:
+      cur.execute(sql)
+  finally:
+    c.close()
+
+
+def wait_event(inst, event, timeout=5.0):
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    if guard_events(inst, event):
+      return True
+    time.sleep(0.05)
+  return False
+
+
+# --- a client that gave up while its request was held -----------------------------------------
+
+def test_client_that_hangs_up_while_held_gets_nothing_replayed_on_its_behalf(guarded, pg):
+  """A driver-side timeout closes the socket, and the application retries on another connection.
+  pgguard stops reading a held client, never sees the hang-up, and replays the INSERT for nobody:
+  it commits a row no client was ever told about, next to the retry's (a write executed twice)."""
+  g = guarded(NO_WIDGETS, "--lock-timeout", "10000", "--repair-wait", "15")
+  locker = repair_lock(pg, g.kw)
+  try:
+    gone = raw_session(g)
+    gone.send(query("INSERT INTO widgets (name) VALUES ('once') ON CONFLICT DO NOTHING"))
+    assert wait_event(g.inst, "guarded_error"), g.inst.log[-3000:]
+    time.sleep(0.3)
+    gone.close()                       # the client gives up: it never sees an answer
+    time.sleep(0.5)
+  finally:
+    locker.rollback()
+    locker.close()
+  assert wait_metric(g.inst, REPAIRS, 1, result="applied") == 1
+  time.sleep(1.0)
+  # With PostgreSQL alone the INSERT failed and nothing was written; the client that hung up
+  # was never told otherwise, so nothing may be written on its behalf.
+  assert count(pg, g.db, "SELECT count(*) FROM widgets") == 0, g.inst.log[-3000:]
+
+
+
+
+# --- a hold in a transaction block that ends without an answer ----------------------------------
+
+def held_in_block_then(g, pg, end):
+  """BEGIN, then an INSERT into the missing table, held while the repair waits on its lock.
+  Meanwhile the table appears by other means (another sidecar, a migration). end(conn) ends the
+  hold without a repair answer. Returns what the INSERT raised (or None) and what the next
+  statement in the block raised (or None)."""
+  locker = repair_lock(pg, g.kw)
+  first = second = None
+  try:
+    conn = g.inst.connect(autocommit=False)
+    with conn.cursor() as cur:
+      cur.execute("SET LOCAL application_name = 'adv'")   # BEGIN + SET: set-up only
+      t = threading.Thread(target=lambda: (wait_event(g.inst, "guarded_error"),
+                                           time.sleep(0.3),
+                                           app_sql(pg, g, "CREATE TABLE widgets (id serial "
+                                                   "PRIMARY KEY, name text NOT NULL)"),
+                                           end(conn)))
+      t.start()
+      try:
+        cur.execute("INSERT INTO widgets (name) VALUES ('after-the-end')")
+      except psycopg2.Error as e:
+        first = e
+      t.join()
+      try:
+        cur.execute("SELECT 1")
+      except psycopg2.Error as e:
+        second = e
+    conn.commit()
+    conn.close()
+  finally:
+    locker.rollback()
+    locker.close()
+  return first, second
+
+
+def test_cancel_of_a_request_held_in_a_block_gives_the_original_error_not_a_replay(guarded, pg):
+  """DESIGN: a CancelRequest ends the wait; the client gets the original error and its block
+  stays aborted as PostgreSQL left it. In a block pgguard replays regardless of how the wait ended
+  (pgg_replay_after_hold: rolled_back => replay), so a JDBC query timeout's cancel turns into a
+  successful INSERT that the client then commits (in 'I' the same cancel gives the error)."""
+  g = guarded(NO_WIDGETS, "--lock-timeout", "10000", "--repair-wait", "15")
+  first, second = held_in_block_then(g, pg, lambda conn: conn.cancel())
+  assert guard_events(g.inst, "hold_cancelled"), g.inst.log[-3000:]
+  assert isinstance(first, psycopg2.errors.UndefinedTable), first
+  assert isinstance(second, psycopg2.errors.InFailedSqlTransaction), second
+  assert count(pg, g.db, "SELECT count(*) FROM widgets") == 0
+
+
+def test_repair_wait_expiring_in_a_block_gives_the_original_error_not_a_replay(guarded, pg):
+  """DESIGN: "repair failed or timed out — the client receives the original ErrorResponse". In a
+  block the timed-out hold replays all the same (outside a block it does not)."""
+  g = guarded(NO_WIDGETS, "--lock-timeout", "10000", "--repair-wait", "1.5")
+  first, second = held_in_block_then(g, pg, lambda conn: None)
+  assert guard_events(g.inst, "repair_wait_expired"), g.inst.log[-3000:]
+  assert isinstance(first, psycopg2.errors.UndefinedTable), first
+  assert isinstance(second, psycopg2.errors.InFailedSqlTransaction), second
+  assert count(pg, g.db, "SELECT count(*) FROM widgets") == 0
+
+
+
+# --- what the client is told about its session after a replay in a block ------------------------
+
+def test_replay_in_a_block_leaves_the_clients_reported_parameters_true(guarded, pg):
+  """The failed statement aborts the block, and PostgreSQL reports at once the SETs it reverted
+  (ParameterStatus between the error and its ReadyForQuery: pgguard keeps it in h->other). On a
+  replay pgguard forwards that report, then swallows the re-sent SET's report of the value being
+  restored: the client is left believing standard_conforming_strings=on while the server runs
+  with off (or a stale client_encoding, TimeZone...). libpq then escapes backslashes for the
+  wrong server: corrupted data, or an injection through PQescapeStringConn."""
+  g = guarded(NO_WIDGETS)
+  reported = {}
+
+  def run(raw, sql):
+    msgs = raw.simple_query(sql)
+    for m in msgs:
+      if m.type == b"S":
+        k, v = m.body.split(b"\0")[:2]
+        reported[k.decode()] = v.decode()
+    return msgs
+  raw = raw_session(g)
+  run(raw, "BEGIN")
+  run(raw, "SET standard_conforming_strings = off")
+  assert reported.get("standard_conforming_strings") == "off"
+  got = run(raw, "INSERT INTO widgets (name) VALUES ('x')")
+  assert [m.type for m in got if m.type != b"S"] == [b"C", b"Z"], got     # replayed in the block
+  shown = [m for m in run(raw, "SHOW standard_conforming_strings") if m.type == b"D"][0]
+  server = shown.body[6:].decode()
+  run(raw, "ROLLBACK")
+  raw.close()
+  assert metric(g.inst, REPLAYS, result="succeeded") == 1, g.inst.log[-3000:]
+  # What the client was last told is what the server uses.
+  assert reported.get("standard_conforming_strings") == server, (reported, server)
+
