@@ -146,11 +146,8 @@ pgg_guard_decision pgg_replay_decide(const pgg_replay_input *in, const char **wh
   return PGG_GUARD_REPAIR_ONLY;
 }
 
-bool pgg_replay_after_hold(bool rolled_back, pgg_hold_end end, pgg_repair_outcome outcome,
-                           bool translated)
+bool pgg_replay_after_hold(pgg_hold_end end, pgg_repair_outcome outcome, bool translated)
 {
-  if (rolled_back)
-    return true;
   if (end != PGG_HOLD_END_ANSWER)
     return false;
   if (outcome == PGG_REPAIR_APPLIED)

@@ -60,19 +60,14 @@ typedef enum {
 } pgg_hold_end;
 
 /*
- * Once a hold ends: re-send the request (true), or deliver the original
- * error and ReadyForQuery (false)? rolled_back says pgguard has already
- * sent ROLLBACK for the client's transaction block (it does when the
- * failed cycle's ReadyForQuery arrives before the guard's answer, so the
- * failed statement's locks cannot block the repair): then the set-up and
- * the request are always re-sent, so the client finds its transaction as
- * the server left it, with the request failed again if the repair did not
- * help. Otherwise replay only when the repair created something, or found
- * nothing missing for an error the desired schema explains (another
- * sidecar repaired first); a timeout, a cancel or an overflow delivers the
- * original error.
+ * Once a hold ends: send the request again (true), or give the client the
+ * original error and ReadyForQuery (false)? Replay only when the repair
+ * created something, or found nothing missing for an error the desired
+ * schema explains (another sidecar repaired first); a timeout, a cancel, an
+ * overflow or a failed repair delivers the original error. (In a block that
+ * pgguard has already rolled back, the original error goes out only after
+ * the set-up is re-sent and the block aborted again, as the server had it.)
  */
-bool pgg_replay_after_hold(bool rolled_back, pgg_hold_end end, pgg_repair_outcome outcome,
-                           bool translated);
+bool pgg_replay_after_hold(pgg_hold_end end, pgg_repair_outcome outcome, bool translated);
 
 #endif

@@ -61,7 +61,7 @@ size_t pgg_conn_buffer_bytes(void)
     const pgg_buf *bufs[] = {
       &c->cl.out, &c->cl.flight, &c->cl.plain, &c->sv.out, &c->sv.flight, &c->sv.plain,
       &c->startup, &c->early, &c->cf.acc, &c->sf.acc, &c->rec, &c->setup, &c->tls_out,
-      &c->replace, &c->h.err, &c->h.ready, &c->h.other, &c->h.replay, &c->h.resend,
+      &c->replace, &c->held_in, &c->h.err, &c->h.ready, &c->h.other, &c->h.replay, &c->h.resend,
     };
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
       n += bufs[i]->cap;
@@ -218,8 +218,11 @@ static void update_reads(conn *c)
 {
   if (c->state == ST_CLOSING)
     return;
+  /* While a request is held the client is still read (so a hang-up ends
+   * the hold before anything is replayed on its behalf), into held_in. */
   bool client_ok = c->state == ST_STARTUP ||
-                   (c->state == ST_RELAY && !queued(&c->sv) && !pgg_hold_active(c));
+                   (c->state == ST_RELAY && !queued(&c->sv) &&
+                    (!pgg_hold_active(c) || c->held_in.len < HOLD_MAX_CLIENT_IN));
   set_reading(&c->cl, client_ok, on_client_read);
   bool server_ok = (c->state == ST_RELAY && !queued(&c->cl)) || c->state == ST_UPSTREAM_SSL;
   set_reading(&c->sv, server_ok, on_server_read);
@@ -261,6 +264,7 @@ static void free_conn(conn *c)
   pgg_cycles_free(&c->cycles);
   pgg_buf_free(&c->rec);
   pgg_buf_free(&c->setup);
+  pgg_buf_free(&c->held_in);
   free(c->database);
   free(c);
 }
@@ -811,7 +815,12 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
   }
   if (c->state == ST_STARTUP)
     startup_bytes(c, p, n);
-  else if (c->state == ST_RELAY)
+  else if (c->state == ST_RELAY && pgg_hold_active(c)) {
+    if (pgg_buf_append(&c->held_in, p, n) != PGG_OK) {
+      conn_close(c, "out of memory");
+      return;
+    }
+  } else if (c->state == ST_RELAY)
     client_bytes(c, p, n, 0);
   if (c->state != ST_CLOSING)
     update_reads(c);
@@ -851,6 +860,13 @@ void pgg_conn_inject(conn *c, const pgg_buf *b, uint32_t flags)
 
 void pgg_conn_update_reads(conn *c)
 {
+  /* The hold is over: what the client sent meanwhile follows the replay. */
+  if (!pgg_hold_active(c) && c->held_in.len && c->state == ST_RELAY) {
+    pgg_buf in = c->held_in;
+    pgg_buf_init(&c->held_in);
+    client_bytes(c, in.data, in.len, 0);
+    pgg_buf_free(&in);
+  }
   update_reads(c);
 }
 
@@ -1101,6 +1117,11 @@ static int server_msg(conn *c, const pgg_msg *m)
       pgg_hold_other(c, m);
     return DROP;
   }
+  /* Of a cycle pgguard sent itself, the client already has the answer; but
+   * a setting it changes (a re-sent SET) and a notification are news the
+   * client must get, or its idea of the session parts from the server's. */
+  if (swallow && (m->type == 'S' || m->type == 'A'))
+    return FORWARD;
   return swallow ? DROP : FORWARD;
 }
 

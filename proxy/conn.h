@@ -58,6 +58,8 @@ typedef struct {
   bool translated;      /* the error's message is translated: replay only if created */
   bool rolled_back;     /* pgguard sent ROLLBACK for the client's block */
   bool resend_failed;   /* a re-sent set-up cycle failed */
+  bool restore_abort;   /* re-sending only to leave the block aborted, as the
+                           server had it, before the original error goes out */
   char prior_status;    /* transaction status before the failed cycle */
   pgg_buf err;          /* the withheld ErrorResponse */
   pgg_buf ready;        /* the withheld ReadyForQuery */
@@ -70,6 +72,8 @@ typedef struct {
   uint64_t started_ns;
 } hold;
 
+/* Client bytes kept while a request is held; beyond this, reading pauses. */
+#define HOLD_MAX_CLIENT_IN ((size_t)65536)
 /* Held server bytes beyond this end the hold: the original error goes through. */
 #define HOLD_MAX_OTHER ((size_t)4 << 20)
 
@@ -98,6 +102,8 @@ struct conn {
   size_t rec_off;
   bool rec_broken;
   pgg_buf setup;            /* set-up cycles of the current transaction block */
+  pgg_buf held_in;          /* client bytes read while a request is held: they go
+                               after the replay (reading on shows a hang-up at once) */
   bool setup_covered;       /* setup holds everything since BEGIN, all of it set-up */
   unsigned swallow_inflight;
   bool hold_all;            /* the server framer holds every message type */

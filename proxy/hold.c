@@ -46,6 +46,7 @@ void pgg_hold_clear(conn *c)
   if (h->state != HOLD_IDLE)
     hold_to(c, HOLD_IDLE);
   h->rolled_back = false;
+  h->restore_abort = false;
   /* A hold is rare; its buffers need not outlive it. */
   pgg_buf_free(&h->err);
   pgg_buf_free(&h->ready);
@@ -76,38 +77,71 @@ static const char *end_name(const hold *h)
   return "?";
 }
 
+/* The original error and ReadyForQuery, as PostgreSQL sent them. */
+static void deliver_original(conn *c)
+{
+  hold *h = &c->h;
+  pgg_metrics_g.replays[PGG_REPLAY_RES_SKIPPED]++;
+  pgg_conn_send_client(c, h->err.data, h->err.len);
+  pgg_conn_send_client(c, h->other.data, h->other.len);
+  pgg_conn_send_client(c, h->ready.data, h->ready.len);
+  pgg_hold_clear(c);
+  pgg_conn_hold_all(c, c->swallow_inflight > 0);
+  pgg_conn_update_reads(c);
+}
+
+/*
+ * Re-create the client's block exactly as it had set it up (ROLLBACK first
+ * if not sent yet). Then either the request goes again, or — to give the
+ * original error — a statement that cannot succeed leaves the block aborted,
+ * as the server had it. Both wait for the server's confirmation
+ * (pgg_hold_swallowed): a replay must never run outside the block, and the
+ * client's next statement must never run in a block it thinks aborted.
+ */
+static void resend_setup(conn *c, bool restore_abort)
+{
+  hold *h = &c->h;
+  static const char marker[] = "ROLLBACK TO SAVEPOINT pgguard_restores_the_failed_transaction";
+  if (!restore_abort) {
+    pgg_conn_send_client(c, h->other.data, h->other.len);
+    pgg_buf_reset(&h->other);
+  }
+  if (!h->rolled_back)
+    inject_rollback(c);
+  h->resend_failed = false;
+  h->restore_abort = restore_abort;
+  hold_to(c, HOLD_RESENDING);
+  pgg_conn_inject(c, &h->resend, PGG_CYCLE_SWALLOW);
+  if (restore_abort) {
+    pgg_buf q;
+    pgg_buf_init(&q);
+    if (pgg_build_query(&q, marker) == PGG_OK)
+      pgg_conn_inject(c, &q, PGG_CYCLE_SWALLOW);
+    pgg_buf_free(&q);
+  }
+}
+
 /* Both the ReadyForQuery and the answer are in: replay, or the original answer. */
 static void finish(conn *c)
 {
   hold *h = &c->h;
   assert(h->state == HOLD_AWAIT_ANSWER || h->state == HOLD_AWAIT_READY);
   assert(h->err.len && h->ready.len);
-  bool replay = pgg_replay_after_hold(h->rolled_back, h->end, h->outcome, h->translated);
+  bool replay = pgg_replay_after_hold(h->end, h->outcome, h->translated);
   pgg_log(PGG_LOG_INFO, replay ? "replay" : "replay_skipped",
           "conn=%llu end=%s prior_status=%c wait_ms=%.1f", (unsigned long long)c->id,
           end_name(h), h->prior_status, (double)(uv_hrtime() - h->started_ns) / 1e6);
-  if (replay && h->prior_status != 'I') {
-    /* In a block, re-create the client's transaction exactly as it had set
-     * it up; the request goes again only once the server confirms that
-     * (pgg_hold_swallowed): a replay must never run outside the block. */
-    pgg_conn_send_client(c, h->other.data, h->other.len);
-    pgg_buf_reset(&h->other);
-    if (!h->rolled_back)
-      inject_rollback(c);
-    h->resend_failed = false;
-    hold_to(c, HOLD_RESENDING);
-    pgg_conn_inject(c, &h->resend, PGG_CYCLE_SWALLOW);
+  if (h->prior_status != 'I' && (replay || h->rolled_back)) {
+    resend_setup(c, !replay);
     return;
   }
-  if (replay) {
-    pgg_conn_send_client(c, h->other.data, h->other.len);
-    pgg_conn_inject(c, &h->replay, PGG_CYCLE_REPLAY);
-  } else {
-    pgg_metrics_g.replays[PGG_REPLAY_RES_SKIPPED]++;
-    pgg_conn_send_client(c, h->err.data, h->err.len);
-    pgg_conn_send_client(c, h->other.data, h->other.len);
-    pgg_conn_send_client(c, h->ready.data, h->ready.len);
+  if (!replay) {
+    /* Nothing was sent since the error: the server is where it left the client. */
+    deliver_original(c);
+    return;
   }
+  pgg_conn_send_client(c, h->other.data, h->other.len);
+  pgg_conn_inject(c, &h->replay, PGG_CYCLE_REPLAY);
   pgg_hold_clear(c);
   pgg_conn_hold_all(c, c->swallow_inflight > 0);
   pgg_conn_update_reads(c);
@@ -246,7 +280,11 @@ void pgg_hold_swallowed(conn *c, const pgg_cycle *done, char status)
   h->resend_failed |= done->failed;
   if (c->swallow_inflight)
     return;
-  if (!h->resend_failed && status == 'T') {
+  if (h->restore_abort ? status == 'E' : (!h->resend_failed && status == 'T')) {
+    if (h->restore_abort) {
+      deliver_original(c);
+      return;
+    }
     pgg_log(PGG_LOG_DEBUG, "resend_done", "conn=%llu", (unsigned long long)c->id);
     pgg_conn_inject(c, &h->replay, PGG_CYCLE_REPLAY);
     pgg_hold_clear(c);
@@ -254,21 +292,17 @@ void pgg_hold_swallowed(conn *c, const pgg_cycle *done, char status)
     pgg_conn_update_reads(c);
     return;
   }
-  pgg_metrics_g.replays[PGG_REPLAY_RES_SKIPPED]++;
   if (status == 'E') {
     /* The set-up failed on the way: the server's transaction is aborted,
      * as the client was told by the original error. */
     pgg_log(PGG_LOG_WARN, "resend_failed", "conn=%llu status=E", (unsigned long long)c->id);
-    pgg_conn_send_client(c, h->err.data, h->err.len);
-    pgg_conn_send_client(c, h->ready.data, h->ready.len);
-    pgg_hold_clear(c);
-    pgg_conn_hold_all(c, c->swallow_inflight > 0);
-    pgg_conn_update_reads(c);
+    deliver_original(c);
     return;
   }
   /* The block could not be re-created at all: the client's transaction,
    * which had run nothing but set-up, is gone. Closing is the only answer
    * that cannot mislead it into running statements outside a block. */
+  pgg_metrics_g.replays[PGG_REPLAY_RES_SKIPPED]++;
   pgg_log(PGG_LOG_ERROR, "resend_failed", "conn=%llu status=%c", (unsigned long long)c->id, status);
   pgg_conn_fail(c, "08006", "pgguard could not restore the transaction block after a repair",
                 "The transaction had run only BEGIN/SET; nothing of it was committed.");

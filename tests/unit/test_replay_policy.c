@@ -237,23 +237,16 @@ TEST(only_queries_and_dml_are_replayable_statements)
   }
 }
 
-TEST(after_hold_implicit_transaction_replays_only_what_a_repair_explains)
+TEST(after_hold_replays_only_what_a_repair_explains)
 {
-  CHECK(pgg_replay_after_hold(false, PGG_HOLD_END_ANSWER, PGG_REPAIR_APPLIED, false));
-  CHECK(pgg_replay_after_hold(false, PGG_HOLD_END_ANSWER, PGG_REPAIR_NOTHING, false));
-  CHECK(!pgg_replay_after_hold(false, PGG_HOLD_END_ANSWER, PGG_REPAIR_FAILED, false));
+  CHECK(pgg_replay_after_hold(PGG_HOLD_END_ANSWER, PGG_REPAIR_APPLIED, false));
+  CHECK(pgg_replay_after_hold(PGG_HOLD_END_ANSWER, PGG_REPAIR_NOTHING, false));
+  CHECK(!pgg_replay_after_hold(PGG_HOLD_END_ANSWER, PGG_REPAIR_FAILED, false));
   /* Translated: only a check that created something proves the schema was the cause. */
-  CHECK(pgg_replay_after_hold(false, PGG_HOLD_END_ANSWER, PGG_REPAIR_APPLIED, true));
-  CHECK(!pgg_replay_after_hold(false, PGG_HOLD_END_ANSWER, PGG_REPAIR_NOTHING, true));
-  /* A timeout, a cancel or an overflow delivers the original error. */
-  CHECK(!pgg_replay_after_hold(false, PGG_HOLD_END_TIMEOUT, PGG_REPAIR_APPLIED, false));
-  CHECK(!pgg_replay_after_hold(false, PGG_HOLD_END_CANCEL, PGG_REPAIR_APPLIED, false));
-  CHECK(!pgg_replay_after_hold(false, PGG_HOLD_END_OVERFLOW, PGG_REPAIR_NOTHING, false));
-}
-
-TEST(after_hold_a_rolled_back_block_is_always_re_sent)
-{
-  CHECK(pgg_replay_after_hold(true, PGG_HOLD_END_ANSWER, PGG_REPAIR_FAILED, false));
-  CHECK(pgg_replay_after_hold(true, PGG_HOLD_END_CANCEL, PGG_REPAIR_FAILED, false));
-  CHECK(pgg_replay_after_hold(true, PGG_HOLD_END_TIMEOUT, PGG_REPAIR_FAILED, true));
+  CHECK(pgg_replay_after_hold(PGG_HOLD_END_ANSWER, PGG_REPAIR_APPLIED, true));
+  CHECK(!pgg_replay_after_hold(PGG_HOLD_END_ANSWER, PGG_REPAIR_NOTHING, true));
+  /* A timeout, a cancel or an overflow delivers the original error, whatever the repair did. */
+  CHECK(!pgg_replay_after_hold(PGG_HOLD_END_TIMEOUT, PGG_REPAIR_APPLIED, false));
+  CHECK(!pgg_replay_after_hold(PGG_HOLD_END_CANCEL, PGG_REPAIR_APPLIED, false));
+  CHECK(!pgg_replay_after_hold(PGG_HOLD_END_OVERFLOW, PGG_REPAIR_NOTHING, false));
 }
