@@ -17,35 +17,14 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
-PGBIN = "/usr/lib/postgresql/15/bin"
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def as_postgres(cmd, **kw):
-    if os.geteuid() == 0:
-        cmd = ["runuser", "-u", "postgres", "--"] + cmd
-    return subprocess.run(cmd, check=True, **kw)
-
-
-def wait_port(port, timeout=15):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port}")
+sys.path.insert(0, HERE)
+from run import PGBIN, as_postgres, free_port, wait_port  # noqa: E402  (bench/run.py's helpers)
 
 
 def msg(t, body):
@@ -91,7 +70,6 @@ def pipeline_seconds(port, n):
         payload = msg(b"Q", b"SELECT 1\0") * n
         t0 = time.perf_counter()
         # Write and read at once: n answers do not fit in the socket buffers.
-        import threading
         w = threading.Thread(target=s.sendall, args=(payload,))
         w.start()
         read_until_ready(s, n)
@@ -159,7 +137,7 @@ def main():
             time.sleep(0.2)
             idle = metric(on_admin, "pgguard_connection_buffer_bytes")
 
-        print(f"## Deep pipeline: recording cost\n")
+        print("## Deep pipeline: recording cost\n")
         print(f"`bench/pipeline.py --queries {args.queries} --rounds {args.rounds}` on "
               f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: one client writes {args.queries} "
               f"`SELECT 1` queries at once and reads the answers; median of {args.rounds} interleaved rounds.\n")

@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import re
+import types
 import shutil
 import struct
 import tempfile
@@ -316,3 +317,50 @@ def pgguard_binary_path():
 
 def pg_tool(name):
   return str(PGBIN / name)
+
+
+# ---- the replay tests' desired schema, and the ways they take objects out of it ----------
+
+REPLAY_DESIRED = REPLAY_SCHEMA.read_text()
+SEED_ROWS = ["INSERT INTO existing (note) VALUES ('a'), ('b')"]
+NO_WIDGETS = ['DROP TABLE "widgets"']
+NO_EXTRA = ['ALTER TABLE "existing" DROP COLUMN "extra"']
+NO_PRIORITY = ['DROP TYPE "priority"']
+NO_APP = ['DROP SCHEMA "app" CASCADE']
+# "mood" with two of its three labels: the table that uses it is rebuilt on the short enum.
+TWO_MOODS = ['DROP TABLE "mood_log"', 'DROP TYPE "mood"',
+             "CREATE TYPE \"mood\" AS ENUM ('happy', 'sad')",
+             'CREATE TABLE "mood_log" ("id" SERIAL NOT NULL, "m" "mood" NOT NULL, '
+             'CONSTRAINT "mood_log_pkey" PRIMARY KEY ("id"))']
+# A role pg_hba lets in without a password: eager clients send queries with the startup packet.
+TRUST_ROLE = {"user": "wire_trust", "password": None}
+REPAIRS = "pgguard_repairs_total"
+REPLAYS = "pgguard_replays_total"
+CHECKS = "pgguard_catalog_checks_total"
+
+
+def unique_db_name(prefix, request):
+  """A database name of at most 63 bytes, unique per test."""
+  return prefix + "_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[-50:]
+
+
+def guarded_factory(pg, pgguard, db):
+  """make(drops, *pgguard_args, role=None, ready=True) -> namespace(inst, db, kw): database db at
+  the replay schema minus drops (with two rows in existing), and a pgguard guarding it. The
+  second value lists the started instances, for their logs."""
+  started = []
+
+  def make(drops=(), *args, role=None, ready=True):
+    if role is not None:
+      pg.create_role(role["user"], role["password"])
+    kw = make_db(pg, db, REPLAY_DESIRED, list(drops) + SEED_ROWS, role=role)
+    inst = start_guarded(pgguard, pg, db, *args, role=role, ready=ready)
+    started.append(inst)
+    return types.SimpleNamespace(inst=inst, db=db, kw=kw)
+  return make, started
+
+
+def print_logs(started):
+  """Shown by pytest only when the test fails."""
+  for inst in started:
+    print("---- pgguard log (%s)\n%s" % (" ".join(inst.argv[1:]), inst.log[-6000:]))

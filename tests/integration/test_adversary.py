@@ -1,25 +1,17 @@
-# Adversarial findings against the hold / replay machinery (helper-d review). Each test asserts
-# the behaviour DESIGN.md ("Replay or fail cleanly") promises; each fails on the code it was
-# written against.
-import hashlib
+# Adversarial findings against the hold / replay machinery: a hang-up while held, a cancel or
+# timeout in a rolled-back block, and the session parameters a client is told after a replay.
+# Each test asserts what DESIGN.md ("Replay or fail cleanly") promises, and failed before the fix.
 import threading
 import time
-import types
 
 import psycopg2
 import psycopg2.errors
 import pytest
 
-from guard_fixtures import (REPLAY_SCHEMA, count, guard_events, make_db, metric, start_guarded,
-                            wait_metric)
+from guard_fixtures import (NO_WIDGETS, REPAIRS, REPLAYS, count, guard_events, guarded_factory,
+                            metric, print_logs, unique_db_name, wait_metric)
 from pgwire import RawConn, query
 
-DESIRED = REPLAY_SCHEMA.read_text()
-SEED_ROWS = ["INSERT INTO existing (note) VALUES ('a'), ('b')"]
-NO_WIDGETS = ['DROP TABLE "widgets"']
-TRUST = {"user": "wire_trust", "password": None}
-REPLAYS = "pgguard_replays_total"
-REPAIRS = "pgguard_repairs_total"
 # The advisory lock every sidecar repairs under (guard/guard.h PGG_ADVISORY_KEY): holding it
 # from a direct session keeps the repair (and so the hold) waiting for as long as we like.
 REPAIR_LOCK = 0x7067677561726400
@@ -27,19 +19,9 @@ REPAIR_LOCK = 0x7067677561726400
 
 @pytest.fixture
 def guarded(pg, pgguard, request):
-  db = "adv_" + hashlib.sha1(request.node.name.encode()).hexdigest()[:12]
-  started = []
-
-  def make(drops=(), *args, role=None, ready=True):
-    if role is not None:
-      pg.create_role(role["user"], role["password"])
-    kw = make_db(pg, db, DESIRED, list(drops) + SEED_ROWS, role=role)
-    inst = start_guarded(pgguard, pg, db, *args, role=role, ready=ready)
-    started.append(inst)
-    return types.SimpleNamespace(inst=inst, db=db, kw=kw)
+  make, started = guarded_factory(pg, pgguard, unique_db_name("adv", request))
   yield make
-  for inst in started:
-    print("---- pgguard log (%s)\n%s" % (" ".join(inst.argv[1:]), inst.log[-6000:]))
+  print_logs(started)
 
 
 def repair_lock(pg, kw):

@@ -15,9 +15,7 @@ from conftest import client_env, free_port, pgguard_binary
 from guard_fixtures import (REPLAY_SCHEMA, app_kw, guard_events, make_db, metric,
                             private_postgres, start_guarded, tables, wait_ready)
 
-DESIRED = REPLAY_SCHEMA.read_text()
-NO_WIDGETS = ['DROP TABLE "widgets"']
-CHECKS = "pgguard_catalog_checks_total"
+from guard_fixtures import CHECKS, NO_WIDGETS, REPLAY_DESIRED as DESIRED
 RETRIES = "pgguard_guard_retries_total"
 
 # A password with every character a URL or a conninfo string treats specially.

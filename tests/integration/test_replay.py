@@ -10,24 +10,10 @@ import psycopg2.errors
 import pytest
 
 from conftest import PGBENCH, client_env, run
-from guard_fixtures import (REPLAY_SCHEMA, SYNC, bind, count, describe_statement, diag_fields,
+from guard_fixtures import (NO_EXTRA, NO_PRIORITY, NO_WIDGETS, REPAIRS, REPLAYS, REPLAY_DESIRED as DESIRED,
+                            SEED_ROWS, SYNC, TWO_MOODS, bind, count, describe_statement, diag_fields,
                             execute, guard_events, make_db, metric, node_queries, parse,
                             raw_connect, read_groups, start_guarded, tables, wait_metric)
-
-DESIRED = REPLAY_SCHEMA.read_text()
-SEED_ROWS = ["INSERT INTO existing (note) VALUES ('a'), ('b')"]
-
-NO_WIDGETS = ['DROP TABLE "widgets"']
-NO_EXTRA = ['ALTER TABLE "existing" DROP COLUMN "extra"']
-NO_PRIORITY = ['DROP TYPE "priority"']
-# "mood" with two of its three labels: the table that uses it is rebuilt on the short enum.
-TWO_MOODS = ['DROP TABLE "mood_log"', 'DROP TYPE "mood"',
-             "CREATE TYPE \"mood\" AS ENUM ('happy', 'sad')",
-             'CREATE TABLE "mood_log" ("id" SERIAL NOT NULL, "m" "mood" NOT NULL, '
-             'CONSTRAINT "mood_log_pkey" PRIMARY KEY ("id"))']
-
-REPAIRS = "pgguard_repairs_total"
-REPLAYS = "pgguard_replays_total"
 
 
 @pytest.fixture

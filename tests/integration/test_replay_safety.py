@@ -1,50 +1,25 @@
 # Replay only what never executed (issue 7, items 3 and 4): each case here once made pgguard run
 # something twice, commit what the client rolled back, or hold a request the client cancelled.
 # Every test checks what the client received and what the database holds afterwards.
-import re
 import threading
 import time
-import types
 
 import psycopg2
 import psycopg2.errors
 import pytest
 
-from guard_fixtures import (REPLAY_SCHEMA, count, guard_events, make_db, metric, start_guarded,
-                            tables, wait_metric)
+from guard_fixtures import (NO_EXTRA, NO_PRIORITY, NO_WIDGETS, REPAIRS, REPLAYS, TRUST_ROLE as TRUST,
+                            TWO_MOODS, count, guard_events, guarded_factory, metric, print_logs,
+                            tables, unique_db_name, wait_metric)
 from pgwire import RawConn, query, startup_packet
-
-DESIRED = REPLAY_SCHEMA.read_text()
-SEED_ROWS = ["INSERT INTO existing (note) VALUES ('a'), ('b')"]
-NO_WIDGETS = ['DROP TABLE "widgets"']
-NO_EXTRA = ['ALTER TABLE "existing" DROP COLUMN "extra"']
-NO_PRIORITY = ['DROP TYPE "priority"']
-TWO_MOODS = ['DROP TABLE "mood_log"', 'DROP TYPE "mood"',
-             "CREATE TYPE \"mood\" AS ENUM ('happy', 'sad')",
-             'CREATE TABLE "mood_log" ("id" SERIAL NOT NULL, "m" "mood" NOT NULL, '
-             'CONSTRAINT "mood_log_pkey" PRIMARY KEY ("id"))']
-TRUST = {"user": "wire_trust", "password": None}
-
-REPAIRS = "pgguard_repairs_total"
-REPLAYS = "pgguard_replays_total"
 
 
 @pytest.fixture
 def guarded(pg, pgguard, request):
   """guarded(drops, *pgguard_args, role=None) -> namespace(inst, db, kw)."""
-  db = "rs_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[-50:]
-  started = []
-
-  def make(drops=(), *args, role=None, ready=True):
-    if role is not None:
-      pg.create_role(role["user"], role["password"])
-    kw = make_db(pg, db, DESIRED, list(drops) + SEED_ROWS, role=role)
-    inst = start_guarded(pgguard, pg, db, *args, role=role, ready=ready)
-    started.append(inst)
-    return types.SimpleNamespace(inst=inst, db=db, kw=kw)
+  make, started = guarded_factory(pg, pgguard, unique_db_name("rs", request))
   yield make
-  for inst in started:
-    print("---- pgguard log (%s)\n%s" % (" ".join(inst.argv[1:]), inst.log[-6000:]))
+  print_logs(started)
 
 
 def seq_value(pg, db, seq="existing_id_seq"):
