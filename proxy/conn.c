@@ -1184,6 +1184,9 @@ static void on_server_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     conn_close(c, NULL);
     return;
   }
+  /* libuv may report a read of nothing (EAGAIN); there is no byte to look at. */
+  if (nread == 0)
+    return;
   const uint8_t *p = (const uint8_t *)buf->base;
   size_t n = (size_t)nread, pos = 0, fwd = 0;
   if (c->state == ST_UPSTREAM_SSL) {

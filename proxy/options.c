@@ -5,6 +5,7 @@
 #include "proxy.h"
 
 #include <errno.h>
+#include <math.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -237,8 +238,9 @@ static int parse_double(const char *name, const char *v, double min, double *out
   char *end;
   errno = 0;
   double d = strtod(v, &end);
-  if (errno || *end || end == v || d < min)
-    return bad(name, v, "expected a number");
+  /* strtod takes "nan" and "inf": a timer of NaN or infinite seconds is no setting. */
+  if (errno || *end || end == v || !isfinite(d) || d < min)
+    return bad(name, v, "expected a finite number, not negative");
   *out = d;
   return PGG_OK;
 }

@@ -5,6 +5,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from conftest import client_env, free_port, pgguard_binary, wait_port
 from guard_fixtures import REPLAY_SCHEMA, make_db, metric, wait_metric, wait_ready
 
@@ -33,6 +35,13 @@ def test_bad_config_value_names_key_file_and_line(tmp_path):
   r = run_pgguard("-c", str(ini), "--check-config")
   assert r.returncode == 2
   assert '"repair"' in r.stderr and "line 2" in r.stderr and "on-error, eager or off" in r.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1", "1e999"])
+def test_durations_refuse_nan_infinity_and_negatives(value):
+  r = run_pgguard("--shutdown-timeout", value, "--check-config")
+  assert r.returncode == 2, r
+  assert "invalid value for --shutdown-timeout" in r.stderr, r.stderr
 
 
 def test_unknown_section_is_an_error(tmp_path):
