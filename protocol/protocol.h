@@ -9,8 +9,9 @@
 
 /* PostgreSQL's own limit for one message (src/include/libpq/pqcomm.h). */
 #define PGG_DEFAULT_MAX_MESSAGE ((size_t)1 << 30)
-/* PostgreSQL refuses startup packets larger than this (MAX_STARTUP_PACKET_LENGTH). */
-#define PGG_MAX_STARTUP_PACKET 10000
+/* PostgreSQL refuses startup packets whose body after the length word is larger than
+ * MAX_STARTUP_PACKET_LENGTH (10000): 10004 bytes in all. */
+#define PGG_MAX_STARTUP_PACKET 10004
 
 /* ---- Bounds-checked reader (protocol/reader.c) ------------------------- */
 

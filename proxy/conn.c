@@ -607,9 +607,9 @@ static void startup_bytes(conn *c, const uint8_t *p, size_t n)
     }
     int r = pgg_startup_length(c->startup.data, c->startup.len, &len);
     if (r < 0) {
-      send_fatal(c, "08P01", r == PGG_ERR_TOO_BIG ? "startup packet too large" : "invalid length of startup packet",
-                 NULL);
-      conn_close(c, "invalid startup packet length");
+      /* PostgreSQL logs this and closes without a word (COMMERROR): a proxy
+       * must not be noticed, so pgguard does the same. */
+      conn_close(c, "invalid length of startup packet");
       return;
     }
     size_t need = len - c->startup.len;

@@ -35,10 +35,10 @@ TEST(startup_length_needs_four_bytes)
 TEST(startup_length_bounds)
 {
   uint32_t len;
-  uint8_t p[4] = {0, 0, 0x27, 0x10};               /* 10000 */
+  uint8_t p[4] = {0, 0, 0x27, 0x14};               /* 10004: a 10000-byte body, PostgreSQL's limit */
   CHECK_INT(pgg_startup_length(p, 4, &len), PGG_FRAME_MSG);
-  CHECK_INT(len, 10000);
-  p[3] = 0x11;                                     /* 10001 */
+  CHECK_INT(len, 10004);
+  p[3] = 0x15;                                     /* 10005 */
   CHECK_INT(pgg_startup_length(p, 4, &len), PGG_ERR_TOO_BIG);
   uint8_t neg[4] = {0xff, 0xff, 0xff, 0xf0};
   CHECK_INT(pgg_startup_length(neg, 4, &len), PGG_ERR_TOO_BIG);
@@ -215,27 +215,27 @@ TEST(startup_message_with_other_protocol_major_is_rejected)
 
 TEST(startup_packet_too_short_or_too_long_is_rejected)
 {
-  uint8_t p[10001 + 8];
+  uint8_t p[10005 + 8];
   pgg_startup s;
   for (size_t len = 0; len < 8; len++) {
     memset(p, 0, 8);
     p[3] = (uint8_t)len;
     CHECK_INT(pgg_startup_parse(p, len, &s), PGG_ERR_PROTO);
   }
-  /* 10001 bytes: a valid-looking StartupMessage one byte over the limit. */
+  /* 10005 bytes: a valid-looking StartupMessage one byte over the limit. */
   memset(p, 'a', sizeof p);
   packet(p, 3u << 16, NULL, 0);
-  p[0] = 0; p[1] = 0; p[2] = 0x27; p[3] = 0x11;
+  p[0] = 0; p[1] = 0; p[2] = 0x27; p[3] = 0x15;
   p[8 + 4] = 0;                                  /* "aaaa\0" name */
-  p[10001 - 2] = 0;                              /* value ends ... */
-  p[10001 - 1] = 0;                              /* ... then terminator */
-  CHECK_INT(pgg_startup_parse(p, 10001, &s), PGG_ERR_TOO_BIG);
-  /* The same at exactly 10000 bytes is fine. */
-  p[3] = 0x10;
-  p[10000 - 2] = 0;
-  p[10000 - 1] = 0;
-  CHECK_INT(pgg_startup_parse(p, 10000, &s), PGG_OK);
-  CHECK_INT(strlen(pgg_startup_param(&s, "aaaa")), 10000 - 8 - 5 - 2);
+  p[10005 - 2] = 0;                              /* value ends ... */
+  p[10005 - 1] = 0;                              /* ... then terminator */
+  CHECK_INT(pgg_startup_parse(p, 10005, &s), PGG_ERR_TOO_BIG);
+  /* The same at exactly 10004 bytes is fine. */
+  p[3] = 0x14;
+  p[10004 - 2] = 0;
+  p[10004 - 1] = 0;
+  CHECK_INT(pgg_startup_parse(p, 10004, &s), PGG_OK);
+  CHECK_INT(strlen(pgg_startup_param(&s, "aaaa")), 10004 - 8 - 5 - 2);
 }
 
 TEST(startup_length_word_must_match_packet)
