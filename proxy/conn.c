@@ -295,9 +295,28 @@ static void conn_unlink(conn *c)
   nconns--;
 }
 
+/*
+ * Say goodbye to PostgreSQL as a client would, so the session ends without
+ * "unexpected EOF on client connection" in its log: once start-up is over
+ * (during authentication a Terminate is a protocol violation), and not when
+ * the client is in the middle of a message, which a Terminate would break.
+ */
+static void say_goodbye(conn *c)
+{
+  static const uint8_t terminate[5] = {'X', 0, 0, 0, 4};
+  if (c->state != ST_RELAY || !c->ready_seen || !c->sv.open || c->terminated ||
+      !pgg_framer_at_boundary(&c->cf))
+    return;
+  c->terminated = true;
+  send_bytes(&c->sv, terminate, sizeof terminate);
+}
+
 static void close_now(conn *c)
 {
   if (c->dead)
+    return;
+  say_goodbye(c);
+  if (c->dead)    /* the write failed and closed the pair already */
     return;
   c->dead = true;
   c->state = ST_CLOSING;
@@ -351,6 +370,9 @@ static void conn_close(conn *c, const char *why)
       pgg_tls_shutdown(c->cl.tls, &c->tls_out);
       sock_send(&c->cl, c->tls_out.data, c->tls_out.len);
     }
+    say_goodbye(c);
+    if (c->dead)  /* the write failed and closed the pair already */
+      return;
     c->state = ST_CLOSING;
     set_reading(&c->cl, false, NULL);
     set_reading(&c->sv, false, NULL);
@@ -775,6 +797,8 @@ static void client_bytes(conn *c, const uint8_t *p, size_t n, uint32_t flags)
       }
       if (!now)
         now = uv_hrtime();
+      if (m.type == 'X')
+        c->terminated = true;
       int cr = pgg_cycles_client(&c->cycles, m.type, (size_t)m.len + 1, now);
       if (cr < 0) {
         conn_close(c, "out of memory");

@@ -90,6 +90,7 @@ struct conn {
   pgg_framer cf, sf;        /* client->server, server->client */
   pgg_cycles cycles;
   bool ready_seen;          /* the ReadyForQuery that ends start-up went by */
+  bool terminated;          /* a Terminate went to the server (the client's or ours) */
   bool recording;           /* the guard is configured: keep client bytes for a replay */
   /*
    * Client bytes of the cycles in flight: the oldest cycle's bytes start at

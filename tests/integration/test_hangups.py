@@ -74,3 +74,19 @@ def test_terminated_backend_fails_libpq_client_and_others_keep_working(pg, targe
   finally:
     victim.close()
     bystander.close()
+
+
+def test_client_vanishing_in_a_transaction_ends_its_session_with_a_terminate(pg, pgguard, appdb):
+  """pgguard closes the server session as a client would (Terminate), so PostgreSQL rolls the
+  transaction back without "unexpected EOF on client connection" in its log."""
+  gg = pgguard()
+  app = "hangup_terminate"
+  marker = "unexpected EOF on client connection"
+  before = pg.logfile.read_text().count(marker)
+  raw = RawConn(gg.host, gg.port)
+  raw.startup(appdb["user"], appdb["dbname"], appdb["password"], extra={"application_name": app})
+  raw.simple_query("BEGIN")
+  pg.wait_backends(app, 1)
+  raw.close()  # no Terminate from the client
+  pg.wait_backends(app, 0, timeout=5)
+  assert pg.logfile.read_text().count(marker) == before
