@@ -100,10 +100,15 @@ int pgg_cli_check(const pgg_guard_config *cfg, bool json)
     state_free(&s);
     return EXIT_ERROR;
   }
-  pgg_buf out;
+  pgg_buf out, err;
   pgg_buf_init(&out);
-  int rc = json ? pgg_drift_format_json(&s.drift, &out)
-                : pgg_drift_format_text(&s.drift, &out);
+  pgg_buf_init(&err);
+  /* Which files made the desired schema, in which order: a migrations
+   * folder applied in the wrong order is a wrong desired schema. */
+  int rc = json ? PGG_OK : pgg_desired_files(cfg->schema_path, &out, &err);
+  pgg_buf_free(&err);
+  if (!rc)
+    rc = json ? pgg_drift_format_json(&s.drift, &out) : pgg_drift_format_text(&s.drift, &out);
   if (!rc && json)
     rc = pgg_buf_append_u8(&out, '\n');
   int code = pgg_drift_missing(&s.drift) ? EXIT_MISSING : EXIT_CLEAN;

@@ -4,6 +4,7 @@
  */
 #include "guard.h"
 #include "introspect.h"
+#include "migrations.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -214,9 +215,90 @@ static int read_file(schema_file *f, pgg_buf *err)
   return PGG_OK;
 }
 
-/* The files of --schema in the order they apply, with their contents. */
-static int collect_files(const char *schema_path, file_list *fl, pgg_buf *err)
+/* The content of dir/sqitch.plan (heap), or NULL when there is none. */
+static char *read_sqitch_plan(const char *dir, pgg_buf *err, int *rc)
 {
+  char *path = NULL;
+  *rc = PGG_OK;
+  if (asprintf(&path, "%s/sqitch.plan", dir) < 0) {
+    *rc = PGG_ERR_NOMEM;
+    return NULL;
+  }
+  schema_file f = {.path = path};
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    free(path);
+    return NULL;
+  }
+  *rc = read_file(&f, err);
+  free(path);
+  if (*rc) {
+    free(f.text);
+    return NULL;
+  }
+  return f.text;
+}
+
+/*
+ * Keep the files the folder's migration tool would apply, in its order
+ * (guard/migrations.c), and of dbmate files only their up sections.
+ */
+static int order_migrations(const char *dir, file_list *fl, pgg_mig_tool *tool, pgg_buf *err)
+{
+  int rc = PGG_OK;
+  const char **rel = calloc(fl->n, sizeof *rel);
+  bool *marker = calloc(fl->n, sizeof *marker);
+  size_t *order = calloc(fl->n, sizeof *order), norder = 0;
+  schema_file *kept = calloc(fl->n, sizeof *kept);
+  char *plan = read_sqitch_plan(dir, err, &rc);
+  if (!rc && (!rel || !marker || !order || !kept))
+    rc = PGG_ERR_NOMEM;
+  for (size_t i = 0; !rc && i < fl->n; i++) {
+    rel[i] = fl->v[i].rel;
+    marker[i] = pgg_dbmate_has_up(fl->v[i].text, fl->v[i].len);
+  }
+  if (!rc)
+    rc = pgg_migrations_order(rel, fl->n, marker, plan, tool, order, &norder, err);
+  if (!rc && norder == 0) {
+    pgg_buf_printf(err, "schema directory %s: no file a %s migration would apply", dir,
+                   pgg_mig_tool_name(*tool));
+    rc = PGG_ERR_SCHEMA;
+  }
+  if (!rc) {
+    /* Move the chosen files, in order, to the front; free the others. */
+    bool *chosen = marker;   /* reused: markers are read already */
+    memset(chosen, 0, fl->n * sizeof *chosen);
+    for (size_t k = 0; k < norder; k++) {
+      kept[k] = fl->v[order[k]];
+      chosen[order[k]] = true;
+    }
+    for (size_t i = 0; i < fl->n; i++) {
+      if (!chosen[i]) {
+        free(fl->v[i].path);
+        free(fl->v[i].rel);
+        free(fl->v[i].text);
+      }
+    }
+    memcpy(fl->v, kept, norder * sizeof *kept);
+    fl->n = norder;
+    if (*tool == PGG_MIG_DBMATE)
+      for (size_t k = 0; k < fl->n; k++)
+        pgg_dbmate_keep_up(fl->v[k].text, fl->v[k].len);
+  } else if (rc == PGG_ERR_NOMEM) {
+    pgg_buf_printf(err, "out of memory ordering %s", dir);
+  }
+  free(plan);
+  free(rel);
+  free(marker);
+  free(order);
+  free(kept);
+  return rc;
+}
+
+/* The files of --schema in the order they apply, with their contents. */
+static int collect_files(const char *schema_path, file_list *fl, pgg_mig_tool *tool, pgg_buf *err)
+{
+  *tool = PGG_MIG_PLAIN;
   if (!schema_path || !*schema_path) {
     pgg_buf_printf(err, "no desired schema: give --schema FILE.sql or a folder of .sql files");
     return PGG_ERR_CONFIG;
@@ -233,11 +315,14 @@ static int collect_files(const char *schema_path, file_list *fl, pgg_buf *err)
       pgg_buf_printf(err, "schema directory %s holds no .sql file", schema_path);
       rc = PGG_ERR_SCHEMA;
     }
-    /* Byte-wise order of the relative paths: migration folders named by
-     * timestamp (prisma/migrations/20240101..._init/migration.sql) apply
-     * oldest first, whatever the locale. */
+    /* Byte-wise first, so the listing is the same whatever readdir says. */
     if (!rc)
       qsort(fl->v, fl->n, sizeof *fl->v, cmp_rel);
+    for (size_t i = 0; !rc && i < fl->n; i++)
+      rc = read_file(&fl->v[i], err);
+    if (!rc)
+      rc = order_migrations(schema_path, fl, tool, err);
+    return rc;
   } else if (S_ISREG(st.st_mode)) {
     const char *base = strrchr(schema_path, '/');
     rc = files_push(fl, schema_path, base ? base + 1 : schema_path);
@@ -729,11 +814,27 @@ int pgg_desired_load(const pgg_guard_config *cfg, pgg_catalog *desired, pgg_buf 
     return PGG_ERR_CONFIG;
   }
   file_list fl = {0};
-  int rc = collect_files(cfg->schema_path, &fl, err);
+  pgg_mig_tool tool;
+  int rc = collect_files(cfg->schema_path, &fl, &tool, err);
   if (!rc) {
     uint64_t hash = schema_hash(&fl);
     rc = cfg->shadow_url ? load_given_shadow(cfg, &fl, hash, desired, err)
                          : load_own_shadow(cfg, &fl, hash, desired, err);
+  }
+  files_free(&fl);
+  return rc;
+}
+
+int pgg_desired_files(const char *schema_path, pgg_buf *out, pgg_buf *err)
+{
+  file_list fl = {0};
+  pgg_mig_tool tool;
+  int rc = collect_files(schema_path, &fl, &tool, err);
+  if (!rc) {
+    pgg_buf_printf(out, "desired schema: %zu file%s applied in %s order\n", fl.n,
+                   fl.n == 1 ? "" : "s", pgg_mig_tool_name(tool));
+    for (size_t i = 0; i < fl.n; i++)
+      pgg_buf_printf(out, "  %zu. %s\n", i + 1, fl.v[i].rel);
   }
   files_free(&fl);
   return rc;

@@ -39,6 +39,12 @@ void pgg_guard_config_defaults(pgg_guard_config *cfg);
  */
 int pgg_desired_load(const pgg_guard_config *cfg, pgg_catalog *desired, pgg_buf *err);
 
+/*
+ * The files of the desired schema, in the order they apply and by which
+ * migration tool's conventions (a folder), one per line, for `check`.
+ */
+int pgg_desired_files(const char *schema_path, pgg_buf *out, pgg_buf *err);
+
 typedef enum {
   PGG_REPAIR_APPLIED = 0,   /* missing objects were created */
   PGG_REPAIR_NOTHING,       /* nothing was missing (maybe another sidecar repaired first) */
