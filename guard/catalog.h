@@ -136,6 +136,10 @@ unsigned pgg_drift_missing_labels(const pgg_drift *d);
 /* Readable table (one line per item) and JSON, appended to out. */
 int pgg_drift_format_text(const pgg_drift *d, pgg_buf *out);
 int pgg_drift_format_json(const pgg_drift *d, pgg_buf *out);
+/* A JSON string literal of s (null for NULL), invalid UTF-8 replaced. */
+int pgg_json_str(pgg_buf *b, const char *s);
+/* Non-implied items of the drift in this state. */
+unsigned pgg_drift_state_count(const pgg_drift *d, pgg_drift_state s);
 
 /* ---- Additive plan (guard/plan.c) ------------------------------------- */
 
@@ -173,6 +177,8 @@ void pgg_plan_free(pgg_plan *p);
  * tables). Never emits anything but the kinds above.
  */
 int pgg_plan_build(const pgg_drift *d, const pgg_catalog *live, pgg_plan *out);
+/* "CREATE TABLE", "ALTER TABLE ... ADD COLUMN", ...: for messages and reports. */
+const char *pgg_stmt_kind_name(pgg_stmt_kind k);
 /* "CREATE TABLE ..." lines, each ending with ";\n". */
 int pgg_plan_format(const pgg_plan *p, pgg_buf *out);
 

@@ -93,7 +93,7 @@ static int write_out(const pgg_buf *b)
   return fflush(stdout);
 }
 
-int pgg_cli_check(const pgg_guard_config *cfg, bool json)
+int pgg_cli_check(const pgg_guard_config *cfg, bool json, unsigned fail_on)
 {
   cli_state s;
   if (load_drift(cfg, &s)) {
@@ -111,7 +111,13 @@ int pgg_cli_check(const pgg_guard_config *cfg, bool json)
     rc = json ? pgg_drift_format_json(&s.drift, &out) : pgg_drift_format_text(&s.drift, &out);
   if (!rc && json)
     rc = pgg_buf_append_u8(&out, '\n');
-  int code = pgg_drift_missing(&s.drift) ? EXIT_MISSING : EXIT_CLEAN;
+  /* The states that fail the check (--fail-on; missing by default). */
+  if (!fail_on)
+    fail_on = 1u << PGG_DRIFT_MISSING;
+  int code = EXIT_CLEAN;
+  for (int st = 0; st < PGG_DRIFT__COUNT; st++)
+    if ((fail_on & (1u << st)) && pgg_drift_state_count(&s.drift, (pgg_drift_state)st))
+      code = EXIT_MISSING;
   if (rc || write_out(&out) != 0) {
     fprintf(stderr, "pgguard: cannot write the report\n");
     code = EXIT_ERROR;
@@ -121,7 +127,28 @@ int pgg_cli_check(const pgg_guard_config *cfg, bool json)
   return code;
 }
 
-int pgg_cli_plan(const pgg_guard_config *cfg)
+/* The plan as JSON: {"statements": [{"kind", "sql"}...], "relaxed_not_null", "partial"}. */
+static int plan_json(const pgg_plan *plan, bool partial, pgg_buf *out)
+{
+  int rc = pgg_buf_printf(out, "{\"statements\": [");
+  for (size_t i = 0; !rc && i < plan->n; i++) {
+    rc = pgg_buf_printf(out, "%s{\"kind\": ", i ? ", " : "");
+    if (!rc)
+      rc = pgg_json_str(out, pgg_stmt_kind_name(plan->stmts[i].kind));
+    if (!rc)
+      rc = pgg_buf_printf(out, ", \"sql\": ");
+    if (!rc)
+      rc = pgg_json_str(out, plan->stmts[i].sql);
+    if (!rc)
+      rc = pgg_buf_printf(out, "}");
+  }
+  if (!rc)
+    rc = pgg_buf_printf(out, "], \"relaxed_not_null\": %u, \"partial\": %s}\n",
+                        plan->relaxed_not_null, partial ? "true" : "false");
+  return rc;
+}
+
+int pgg_cli_plan(const pgg_guard_config *cfg, bool json)
 {
   cli_state s;
   if (load_drift(cfg, &s)) {
@@ -151,7 +178,9 @@ int pgg_cli_plan(const pgg_guard_config *cfg)
     code = EXIT_ERROR;
     goto out;
   }
-  if (plan.n == 0) {
+  if (json) {
+    rc = plan_json(&plan, partial, &out);
+  } else if (plan.n == 0) {
     rc = pgg_buf_printf(&out, "-- nothing to repair\n");
   } else {
     rc = pgg_plan_format(&plan, &out);
@@ -159,7 +188,7 @@ int pgg_cli_plan(const pgg_guard_config *cfg)
       rc = pgg_buf_printf(&out, "-- %u NOT NULL column(s) added nullable: their table has rows\n",
                           plan.relaxed_not_null);
   }
-  if (!rc && partial)
+  if (!rc && partial && !json)
     rc = pgg_buf_printf(&out, "-- some missing objects cannot be created additively "
                         "and are left out (see pgguard check)\n");
   if (rc || write_out(&out) != 0) {

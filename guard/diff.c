@@ -83,7 +83,11 @@ static bool container_missing(const pgg_catalog *desired, const pgg_catalog *liv
 {
   if (o->kind == PGG_OBJ_SCHEMA)
     return false;
-  if (has_schema(desired, o->schema) && !has_schema(live, o->schema))
+  /* A table, enum or sequence in a missing schema has a statement of its
+   * own in the plan, so it is reported (and counted) on its own: check and
+   * plan name the same objects. Their children go with them. */
+  if (o->kind != PGG_OBJ_TABLE && o->kind != PGG_OBJ_ENUM && o->kind != PGG_OBJ_SEQUENCE &&
+      has_schema(desired, o->schema) && !has_schema(live, o->schema))
     return true;
   pgg_obj_kind ck;
   switch (o->kind) {
@@ -254,7 +258,7 @@ unsigned pgg_drift_missing_labels(const pgg_drift *d)
   return d->counts[PGG_OBJ_ENUM_LABEL][PGG_DRIFT_MISSING];
 }
 
-static unsigned state_total(const pgg_drift *d, pgg_drift_state s)
+unsigned pgg_drift_state_count(const pgg_drift *d, pgg_drift_state s)
 {
   unsigned n = 0;
   for (int k = 0; k < PGG_OBJ__COUNT; k++)
@@ -349,7 +353,7 @@ int pgg_drift_format_text(const pgg_drift *d, pgg_buf *out)
   /* "missing: 12 tables, 1 column; extra: 0; conflicting: 1 column" */
   for (int s = 0; !err && s < PGG_DRIFT__COUNT; s++) {
     err = pgg_buf_printf(out, "%s%s:", s ? "; " : "", pgg_drift_state_name(s));
-    if (!err && state_total(d, s) == 0)
+    if (!err && pgg_drift_state_count(d, s) == 0)
       err = pgg_buf_printf(out, " 0");
     bool first = true;
     for (int k = 0; !err && k < PGG_OBJ__COUNT; k++) {
@@ -399,7 +403,7 @@ static size_t utf8_len(const unsigned char *p, size_t n)
 
 /* A JSON string (or null). Names from a SQL_ASCII database may hold bytes
  * that are not UTF-8: each becomes U+FFFD so the report stays valid JSON. */
-static int json_str(pgg_buf *b, const char *s)
+int pgg_json_str(pgg_buf *b, const char *s)
 {
   if (!s)
     return pgg_buf_append(b, "null", 4);
@@ -440,8 +444,8 @@ static int json_str(pgg_buf *b, const char *s)
 int pgg_drift_format_json(const pgg_drift *d, pgg_buf *out)
 {
   int err = pgg_buf_printf(out, "{\"missing\": %u, \"extra\": %u, \"conflicting\": %u, \"counts\": {",
-                           state_total(d, PGG_DRIFT_MISSING), state_total(d, PGG_DRIFT_EXTRA),
-                           state_total(d, PGG_DRIFT_CONFLICTING));
+                           pgg_drift_state_count(d, PGG_DRIFT_MISSING), pgg_drift_state_count(d, PGG_DRIFT_EXTRA),
+                           pgg_drift_state_count(d, PGG_DRIFT_CONFLICTING));
   for (int k = 0; !err && k < PGG_OBJ__COUNT; k++)
     err = pgg_buf_printf(out, "%s\"%s\": {\"missing\": %u, \"extra\": %u, \"conflicting\": %u}",
                          k ? ", " : "", pgg_obj_kind_name(k), d->counts[k][PGG_DRIFT_MISSING],
@@ -459,19 +463,19 @@ int pgg_drift_format_json(const pgg_drift *d, pgg_buf *out)
                          pgg_obj_kind_name(o->kind));
     first = false;
     if (!err)
-      err = json_str(out, o->schema);
+      err = pgg_json_str(out, o->schema);
     if (!err)
       err = pgg_buf_printf(out, ", \"parent\": ");
     if (!err)
-      err = json_str(out, o->parent);
+      err = pgg_json_str(out, o->parent);
     if (!err)
       err = pgg_buf_printf(out, ", \"name\": ");
     if (!err)
-      err = json_str(out, o->name);
+      err = pgg_json_str(out, o->name);
     if (!err)
       err = pgg_buf_printf(out, ", \"why\": ");
     if (!err)
-      err = json_str(out, it->why);
+      err = pgg_json_str(out, it->why);
     if (!err)
       err = pgg_buf_append_u8(out, '}');
   }

@@ -108,7 +108,8 @@ pgg_server_match pgg_admin_server(const pgg_admin *a, const char **why);
 #define PGG_ADVISORY_KEY 0x7067677561726400LL /* "pgguard\0" */
 
 /* `pgguard check` and `pgguard plan`: print, return the process exit code. */
-int pgg_cli_check(const pgg_guard_config *cfg, bool json);   /* 0 nothing missing, 1 missing, 2 error */
-int pgg_cli_plan(const pgg_guard_config *cfg);               /* 0 printed, 2 error */
+/* check: 0 clean, 1 drift in a state of fail_on (1 << pgg_drift_state; 0 means missing), 2 error */
+int pgg_cli_check(const pgg_guard_config *cfg, bool json, unsigned fail_on);
+int pgg_cli_plan(const pgg_guard_config *cfg, bool json);   /* 0 printed, 2 error */
 
 #endif

@@ -808,3 +808,19 @@ int pgg_plan_build(const pgg_drift *d, const pgg_catalog *live, pgg_plan *out)
     err = PGG_ERR_SCHEMA;
   return err;
 }
+
+const char *pgg_stmt_kind_name(pgg_stmt_kind k)
+{
+  switch (k) {
+  case PGG_STMT_CREATE_SCHEMA: return "CREATE SCHEMA";
+  case PGG_STMT_CREATE_ENUM: return "CREATE TYPE ... AS ENUM";
+  case PGG_STMT_ADD_ENUM_VALUE: return "ALTER TYPE ... ADD VALUE";
+  case PGG_STMT_CREATE_SEQUENCE: return "CREATE SEQUENCE";
+  case PGG_STMT_CREATE_TABLE: return "CREATE TABLE";
+  case PGG_STMT_ADD_COLUMN: return "ALTER TABLE ... ADD COLUMN";
+  case PGG_STMT_CREATE_INDEX: return "CREATE INDEX";
+  case PGG_STMT_ADD_CONSTRAINT: return "ALTER TABLE ... ADD CONSTRAINT";
+  case PGG_STMT__COUNT: break;
+  }
+  return "statement";
+}

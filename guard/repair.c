@@ -39,21 +39,6 @@ static const char *bstr(const pgg_buf *b)
   return b->len ? (const char *)b->data : "";
 }
 
-static const char *stmt_kind_name(pgg_stmt_kind k)
-{
-  switch (k) {
-  case PGG_STMT_CREATE_SCHEMA: return "CREATE SCHEMA";
-  case PGG_STMT_CREATE_ENUM: return "CREATE TYPE ... AS ENUM";
-  case PGG_STMT_ADD_ENUM_VALUE: return "ALTER TYPE ... ADD VALUE";
-  case PGG_STMT_CREATE_SEQUENCE: return "CREATE SEQUENCE";
-  case PGG_STMT_CREATE_TABLE: return "CREATE TABLE";
-  case PGG_STMT_ADD_COLUMN: return "ALTER TABLE ... ADD COLUMN";
-  case PGG_STMT_CREATE_INDEX: return "CREATE INDEX";
-  case PGG_STMT_ADD_CONSTRAINT: return "ALTER TABLE ... ADD CONSTRAINT";
-  case PGG_STMT__COUNT: break;
-  }
-  return "statement";
-}
 
 /*
  * Statements that create an object with an owner run as the object owner,
@@ -567,7 +552,7 @@ static int run_stmts(pgg_admin *a, const pgg_plan *p, int only, const char *owne
         snprintf(sql, sizeof sql, "SET LOCAL ROLE %s", want ? owner : "NONE");
         int rc = pgg_pq_exec(a->conn, sql, err);
         if (rc) {
-          pgg_buf_printf(err, " (setting the role for %s)", stmt_kind_name(s->kind));
+          pgg_buf_printf(err, " (setting the role for %s)", pgg_stmt_kind_name(s->kind));
           return rc;
         }
         as_owner = want;
@@ -581,7 +566,7 @@ static int run_stmts(pgg_admin *a, const pgg_plan *p, int only, const char *owne
       char msg[256];
       snprintf(msg, sizeof msg, "%s", bstr(err) + mark);
       pgg_pq_err_rewind(err, mark);
-      pgg_buf_printf(err, "%s failed: %s [%s]", stmt_kind_name(s->kind), msg, s->sql);
+      pgg_buf_printf(err, "%s failed: %s [%s]", pgg_stmt_kind_name(s->kind), msg, s->sql);
       return rc;
     }
     (*ran)++;

@@ -228,9 +228,9 @@ int main(int argc, char **argv)
     return 0;
   }
   if (strcmp(opt.command, "check") == 0)
-    return pgg_cli_check(&opt.guard, opt.json);
+    return pgg_cli_check(&opt.guard, opt.json, opt.fail_on);
   if (strcmp(opt.command, "plan") == 0)
-    return pgg_cli_plan(&opt.guard);
+    return pgg_cli_plan(&opt.guard, opt.json);
   int rc = run(&opt);
   pgg_options_free();
   return rc;

@@ -21,7 +21,7 @@ enum {
   OPT_LISTEN = 256, OPT_UPSTREAM, OPT_ADMIN_LISTEN, OPT_MAX_MESSAGE, OPT_SHUTDOWN_TIMEOUT,
   OPT_LOG_LEVEL, OPT_SCHEMA, OPT_ADMIN_URL, OPT_SHADOW_URL, OPT_OBJECT_OWNER, OPT_REPAIR,
   OPT_REPAIR_WAIT, OPT_DRIFT_INTERVAL, OPT_REPAIR_COOLDOWN, OPT_LOCK_TIMEOUT,
-  OPT_STATEMENT_TIMEOUT, OPT_STRICT, OPT_JSON, OPT_HELP, OPT_VERSION,
+  OPT_STATEMENT_TIMEOUT, OPT_STRICT, OPT_JSON, OPT_FAIL_ON, OPT_HELP, OPT_VERSION,
   OPT_TLS_CERT, OPT_TLS_KEY, OPT_CLIENT_TLS, OPT_UPSTREAM_SSLMODE, OPT_UPSTREAM_CA,
   OPT_CONFIG, OPT_ADMIN_URL_FILE, OPT_CHECK_CONFIG,
 };
@@ -53,6 +53,7 @@ static const struct option longopts[] = {
   {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
   {"strict", no_argument, NULL, OPT_STRICT},
   {"json", no_argument, NULL, OPT_JSON},
+  {"fail-on", required_argument, NULL, OPT_FAIL_ON},
   {"help", no_argument, NULL, OPT_HELP},
   {"version", no_argument, NULL, OPT_VERSION},
   {NULL, 0, NULL, 0},
@@ -128,7 +129,9 @@ void pgg_options_usage(FILE *f)
     "  --lock-timeout MS            lock_timeout of the repair (2000)\n"
     "  --statement-timeout MS       statement_timeout of the repair (30000)\n"
     "  --strict                     refuse to start if the schema does not load\n"
-    "  --json                       check: print JSON\n"
+    "  --json                       check, plan: print JSON\n"
+    "  --fail-on STATES             check: the drift states that make it exit 1, comma-separated\n"
+    "                               from missing, extra, conflicting (missing)\n"
     "\n"
     "Every option can also be set as PGGUARD_<NAME> (e.g. PGGUARD_UPSTREAM) or in the config\n"
     "file; a flag wins over the environment, which wins over the file.\n",
@@ -242,6 +245,31 @@ static int parse_double(const char *name, const char *v, double min, double *out
   if (errno || *end || end == v || !isfinite(d) || d < min)
     return bad(name, v, "expected a finite number, not negative");
   *out = d;
+  return PGG_OK;
+}
+
+/* "missing,extra,conflicting" -> a mask of 1 << pgg_drift_state. */
+static int parse_fail_on(const char *v, unsigned *mask)
+{
+  unsigned m = 0;
+  const char *p = v;
+  while (*p) {
+    size_t n = strcspn(p, ",");
+    int found = -1;
+    for (int s = 0; s < PGG_DRIFT__COUNT; s++)
+      if (strlen(pgg_drift_state_name((pgg_drift_state)s)) == n &&
+          strncmp(p, pgg_drift_state_name((pgg_drift_state)s), n) == 0)
+        found = s;
+    if (found < 0)
+      return PGG_ERR_CONFIG;
+    m |= 1u << found;
+    p += n;
+    if (*p == ',')
+      p++;
+  }
+  if (!m)
+    return PGG_ERR_CONFIG;
+  *mask = m;
   return PGG_OK;
 }
 
@@ -541,6 +569,11 @@ int pgg_options_parse(pgg_options *o, int argc, char **argv)
     }
     if (opt == OPT_JSON) {
       o->json = true;
+      continue;
+    }
+    if (opt == OPT_FAIL_ON) {
+      if (parse_fail_on(optarg, &o->fail_on))
+        return bad("--fail-on", optarg, "expected a comma-separated list of missing, extra, conflicting");
       continue;
     }
     char name[64];

@@ -30,7 +30,8 @@ typedef struct {
   pgg_hostport admin;           /* --admin-listen; port 0: off */
   size_t max_message;           /* --max-message-size */
   double shutdown_timeout;      /* --shutdown-timeout seconds */
-  bool json;                    /* check --json */
+  bool json;                    /* check/plan --json */
+  unsigned fail_on;             /* check --fail-on: 1 << pgg_drift_state for each state */
   const char *tls_cert;         /* --tls-cert: certificate chain for the client leg */
   const char *tls_key;          /* --tls-key */
   pgg_client_tls client_tls;    /* --client-tls */
