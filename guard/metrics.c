@@ -26,6 +26,9 @@ static const char *const repair_names[PGG_REPAIR_RES__COUNT] = {
 static const char *const replay_names[PGG_REPLAY_RES__COUNT] = {
   "succeeded", "failed", "skipped",
 };
+static const char *const reject_names[PGG_REJECT__COUNT] = {
+  "max_client_conn", "login_timeout",
+};
 static const char *const dir_names[PGG_DIR__COUNT] = {
   "client_to_server", "server_to_client",
 };
@@ -141,6 +144,10 @@ int pgg_metrics_render(const pgg_metrics *m, pgg_buf *out)
                                    (unsigned long long)m->client_connections_total);
   err = err ? err : labelled(out, "pgguard_bytes_total", "counter", "Bytes relayed, by direction.",
                              "direction", dir_names, m->bytes, PGG_DIR__COUNT);
+  err = err ? err : labelled(out, "pgguard_clients_rejected_total", "counter",
+                             "Clients refused (max_client_conn) or closed before finishing start-up "
+                             "(login_timeout).", "reason", reject_names, m->clients_rejected,
+                             PGG_REJECT__COUNT);
   err = err ? err : histogram(out, "pgguard_request_duration_seconds",
                               "Time from a request's first byte to its ReadyForQuery.", &m->request_duration);
   err = err ? err : header(out, "pgguard_upstream_up", "gauge", "1 when the last attempt to reach PostgreSQL succeeded.");

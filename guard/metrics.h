@@ -31,6 +31,7 @@ enum {
   PGG_REPLAY_RES__COUNT
 };
 enum { PGG_DIR_CLIENT_TO_SERVER, PGG_DIR_SERVER_TO_CLIENT, PGG_DIR__COUNT };
+enum { PGG_REJECT_MAX_CLIENT_CONN, PGG_REJECT_LOGIN_TIMEOUT, PGG_REJECT__COUNT };
 
 typedef struct {
   uint64_t undefined_object_errors[PGG_SQLSTATE__COUNT];
@@ -42,6 +43,7 @@ typedef struct {
   int64_t server_connections;
   uint64_t client_connections_total;
   uint64_t bytes[PGG_DIR__COUNT];
+  uint64_t clients_rejected[PGG_REJECT__COUNT]; /* refused or closed before start-up ended */
   pgg_histogram request_duration;
   int upstream_up;
   uint64_t tls_handshakes;         /* TLS sessions started, both legs */

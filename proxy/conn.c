@@ -6,6 +6,9 @@
 #include "conn.h"
 
 #include <assert.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -340,6 +343,7 @@ static void close_now(conn *c)
   }
   close_handle(c, (uv_handle_t *)&c->h.timer);
   close_handle(c, (uv_handle_t *)&c->close_timer);
+  close_handle(c, (uv_handle_t *)&c->limit_timer);
   if (--c->closing_handles == 0)
     free_conn(c);
 }
@@ -409,6 +413,54 @@ void pgg_conn_close_idle(void)
   }
 }
 
+/* TCP keepalive as PgBouncer sets it: a dead peer is noticed in minutes, not hours. */
+static void keepalive(uv_tcp_t *t)
+{
+  const pgg_options *o = pgg_p.opt;
+  uv_os_fd_t fd;
+  if (!o->tcp_keepalive || uv_fileno((uv_handle_t *)t, &fd) != 0)
+    return;
+  int on = 1;
+  setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &o->tcp_keepidle, sizeof o->tcp_keepidle);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &o->tcp_keepintvl, sizeof o->tcp_keepintvl);
+  setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &o->tcp_keepcnt, sizeof o->tcp_keepcnt);
+}
+
+/*
+ * The login timeout (a client that has not finished start-up: a slowloris
+ * holds a socket and a slot for nothing), or the connect timeout (a
+ * blackholed PostgreSQL would hang the client for minutes).
+ */
+static void on_limit_timer(uv_timer_t *t)
+{
+  conn *c = t->data;
+  if (c->connect_timing) {
+    char msg[600];
+    c->connect_timing = false;
+    pgg_metrics_g.upstream_up = 0;
+    snprintf(msg, sizeof msg, "pgguard could not connect to the upstream server %s:%d: "
+             "timeout after %.0f s", pgg_p.opt->upstream.host, pgg_p.opt->upstream.port,
+             pgg_p.opt->server_connect_timeout);
+    pgg_log(PGG_LOG_WARN, "upstream_connect_failed", "conn=%llu upstream=%s:%d reason=timeout",
+            (unsigned long long)c->id, pgg_p.opt->upstream.host, pgg_p.opt->upstream.port);
+    if (c->state != ST_CANCEL)
+      send_fatal(c, "08006", msg, NULL);
+    conn_close(c, NULL);
+    return;
+  }
+  if (c->ready_seen)
+    return;
+  pgg_metrics_g.clients_rejected[PGG_REJECT_LOGIN_TIMEOUT]++;
+  pgg_log(PGG_LOG_INFO, "client_rejected", "conn=%llu reason=login_timeout state=%s",
+          (unsigned long long)c->id, c->state == ST_STARTUP ? "startup" : "authentication");
+  /* Before a startup packet PostgreSQL closes without a word; during
+   * authentication it says why. */
+  if (c->state != ST_STARTUP)
+    send_fatal(c, "08006", "canceling authentication due to timeout", NULL);
+  conn_close(c, "client login timeout");
+}
+
 void pgg_conn_accept(uv_stream_t *server)
 {
   conn *c = calloc(1, sizeof(*c));
@@ -429,6 +481,8 @@ void pgg_conn_accept(uv_stream_t *server)
   c->h.timer.data = c;
   uv_timer_init(pgg_p.loop, &c->close_timer);
   c->close_timer.data = c;
+  uv_timer_init(pgg_p.loop, &c->limit_timer);
+  c->limit_timer.data = c;
   uv_tcp_init(pgg_p.loop, &c->cl.tcp);
   c->cl.tcp.data = &c->cl;
   c->cl.open = true;
@@ -440,6 +494,7 @@ void pgg_conn_accept(uv_stream_t *server)
   pgg_metrics_g.client_connections++;
   pgg_metrics_g.client_connections_total++;
   c->state = ST_STARTUP;
+  c->accepted_ms = uv_now(pgg_p.loop);
   c->recording = pgg_p.opt->guard.schema_path && pgg_p.opt->guard.repair_mode != PGG_REPAIR_MODE_OFF;
 
   int err = uv_accept(server, (uv_stream_t *)&c->cl.tcp);
@@ -449,12 +504,25 @@ void pgg_conn_accept(uv_stream_t *server)
     return;
   }
   uv_tcp_nodelay(&c->cl.tcp, 1);
+  keepalive(&c->cl.tcp);
   pgg_log(PGG_LOG_DEBUG, "connection_accepted", "conn=%llu", (unsigned long long)c->id);
   if (pgg_p.shutting_down) {
     send_fatal(c, "57P03", "pgguard is shutting down", NULL);
     conn_close(c, NULL);
     return;
   }
+  if (pgg_p.opt->max_client_conn && nconns > (size_t)pgg_p.opt->max_client_conn) {
+    /* PostgreSQL's own words when max_connections is reached. */
+    pgg_metrics_g.clients_rejected[PGG_REJECT_MAX_CLIENT_CONN]++;
+    pgg_log(PGG_LOG_WARN, "client_rejected", "conn=%llu reason=max_client_conn limit=%d",
+            (unsigned long long)c->id, pgg_p.opt->max_client_conn);
+    send_fatal(c, "53300", "sorry, too many clients already", NULL);
+    conn_close(c, NULL);
+    return;
+  }
+  if (pgg_p.opt->client_login_timeout > 0)
+    uv_timer_start(&c->limit_timer, on_limit_timer,
+                   (uint64_t)(pgg_p.opt->client_login_timeout * 1000.0), 0);
   update_reads(c);
 }
 
@@ -470,6 +538,11 @@ static void connect_upstream(conn *c)
   c->sv.open = true;
   pgg_metrics_g.server_connections++;
   c->connect_req.data = c;
+  if (pgg_p.opt->server_connect_timeout > 0) {
+    c->connect_timing = true;
+    uv_timer_start(&c->limit_timer, on_limit_timer,
+                   (uint64_t)(pgg_p.opt->server_connect_timeout * 1000.0), 0);
+  }
   int err = uv_tcp_connect(&c->connect_req, &c->sv.tcp,
                            (const struct sockaddr *)&pgg_p.upstream_addr, on_server_connect);
   if (err)
@@ -502,6 +575,15 @@ static void on_server_connect(uv_connect_t *req, int status)
   pgg_metrics_g.upstream_up = 1;
   pgg_guardian_upstream_ok();
   uv_tcp_nodelay(&c->sv.tcp, 1);
+  keepalive(&c->sv.tcp);
+  /* Connected: the login timeout runs on for what is left of it. */
+  c->connect_timing = false;
+  uv_timer_stop(&c->limit_timer);
+  if (pgg_p.opt->client_login_timeout > 0 && c->state != ST_CANCEL) {
+    uint64_t spent = uv_now(pgg_p.loop) - c->accepted_ms;
+    uint64_t limit = (uint64_t)(pgg_p.opt->client_login_timeout * 1000.0);
+    uv_timer_start(&c->limit_timer, on_limit_timer, spent < limit ? limit - spent : 1, 0);
+  }
   if (c->state != ST_CANCEL && pgg_p.upstream_ctx) {
     /* Ask PostgreSQL for TLS first; the startup packet follows encrypted. */
     static const uint8_t ssl_request[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f};
@@ -1083,6 +1165,7 @@ static int server_msg(conn *c, const pgg_msg *m)
       /* The end of start-up answers no request: cycles an eager client
        * opened with its startup packet stay in flight. */
       c->ready_seen = true;
+      uv_timer_stop(&c->limit_timer);
       c->cycles.tx_status = status;
       if (c->recording)
         rec_resync(c);

@@ -117,6 +117,9 @@ struct conn {
   pgg_buf replace;          /* a rewritten server message (SASL without -PLUS) */
   uv_timer_t close_timer;
   bool close_timer_on;
+  uv_timer_t limit_timer;   /* --client-login-timeout, then --server-connect-timeout */
+  bool connect_timing;      /* limit_timer times the connect to PostgreSQL */
+  uint64_t accepted_ms;     /* uv_now at accept */
 };
 
 /* conn.c */

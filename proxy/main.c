@@ -127,6 +127,13 @@ static void on_hup(uv_signal_t *s, int signum)
   cur->upstream_sslmode = next.upstream_sslmode;
   cur->upstream_ca = next.upstream_ca;
   cur->shutdown_timeout = next.shutdown_timeout;
+  cur->client_login_timeout = next.client_login_timeout;
+  cur->server_connect_timeout = next.server_connect_timeout;
+  cur->max_client_conn = next.max_client_conn;
+  cur->tcp_keepalive = next.tcp_keepalive;
+  cur->tcp_keepidle = next.tcp_keepidle;
+  cur->tcp_keepintvl = next.tcp_keepintvl;
+  cur->tcp_keepcnt = next.tcp_keepcnt;
   pgg_log(PGG_LOG_INFO, "reloaded", "config=%s", pgg_logq(cur->config_path ? cur->config_path : "(none)"));
   pgg_guardian_reload(&next.guard);
 }

@@ -19,6 +19,8 @@
 
 enum {
   OPT_LISTEN = 256, OPT_UPSTREAM, OPT_ADMIN_LISTEN, OPT_MAX_MESSAGE, OPT_SHUTDOWN_TIMEOUT,
+  OPT_CLIENT_LOGIN_TIMEOUT, OPT_MAX_CLIENT_CONN, OPT_SERVER_CONNECT_TIMEOUT, OPT_TCP_KEEPALIVE,
+  OPT_TCP_KEEPIDLE, OPT_TCP_KEEPINTVL, OPT_TCP_KEEPCNT,
   OPT_LOG_LEVEL, OPT_SCHEMA, OPT_ADMIN_URL, OPT_SHADOW_URL, OPT_OBJECT_OWNER, OPT_REPAIR,
   OPT_REPAIR_WAIT, OPT_DRIFT_INTERVAL, OPT_REPAIR_COOLDOWN, OPT_LOCK_TIMEOUT,
   OPT_STATEMENT_TIMEOUT, OPT_STRICT, OPT_JSON, OPT_FAIL_ON, OPT_HELP, OPT_VERSION,
@@ -32,6 +34,13 @@ static const struct option longopts[] = {
   {"admin-listen", required_argument, NULL, OPT_ADMIN_LISTEN},
   {"max-message-size", required_argument, NULL, OPT_MAX_MESSAGE},
   {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT},
+  {"client-login-timeout", required_argument, NULL, OPT_CLIENT_LOGIN_TIMEOUT},
+  {"max-client-conn", required_argument, NULL, OPT_MAX_CLIENT_CONN},
+  {"server-connect-timeout", required_argument, NULL, OPT_SERVER_CONNECT_TIMEOUT},
+  {"tcp-keepalive", required_argument, NULL, OPT_TCP_KEEPALIVE},
+  {"tcp-keepidle", required_argument, NULL, OPT_TCP_KEEPIDLE},
+  {"tcp-keepintvl", required_argument, NULL, OPT_TCP_KEEPINTVL},
+  {"tcp-keepcnt", required_argument, NULL, OPT_TCP_KEEPCNT},
   {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
   {"schema", required_argument, NULL, OPT_SCHEMA},
   {"admin-url", required_argument, NULL, OPT_ADMIN_URL},
@@ -66,6 +75,13 @@ static const struct { int opt; const char *env; } envs[] = {
   {OPT_ADMIN_LISTEN, "PGGUARD_ADMIN_LISTEN"},
   {OPT_MAX_MESSAGE, "PGGUARD_MAX_MESSAGE_SIZE"},
   {OPT_SHUTDOWN_TIMEOUT, "PGGUARD_SHUTDOWN_TIMEOUT"},
+  {OPT_CLIENT_LOGIN_TIMEOUT, "PGGUARD_CLIENT_LOGIN_TIMEOUT"},
+  {OPT_MAX_CLIENT_CONN, "PGGUARD_MAX_CLIENT_CONN"},
+  {OPT_SERVER_CONNECT_TIMEOUT, "PGGUARD_SERVER_CONNECT_TIMEOUT"},
+  {OPT_TCP_KEEPALIVE, "PGGUARD_TCP_KEEPALIVE"},
+  {OPT_TCP_KEEPIDLE, "PGGUARD_TCP_KEEPIDLE"},
+  {OPT_TCP_KEEPINTVL, "PGGUARD_TCP_KEEPINTVL"},
+  {OPT_TCP_KEEPCNT, "PGGUARD_TCP_KEEPCNT"},
   {OPT_LOG_LEVEL, "PGGUARD_LOG_LEVEL"},
   {OPT_SCHEMA, "PGGUARD_SCHEMA"},
   {OPT_ADMIN_URL, "PGGUARD_ADMIN_URL"},
@@ -103,6 +119,14 @@ void pgg_options_usage(FILE *f)
     "  --admin-listen HOST:PORT     /metrics /healthz /readyz /drift (127.0.0.1:9930; port 0: off)\n"
     "  --max-message-size BYTES     largest protocol message accepted (1073741824)\n"
     "  --shutdown-timeout SECONDS   grace period on SIGTERM/SIGINT (30)\n"
+    "  --client-login-timeout SECONDS  close a client that has not finished start-up (60;\n"
+    "                               PgBouncer's client_login_timeout)\n"
+    "  --max-client-conn N          refuse more clients with FATAL 53300 (1000; 0: no limit)\n"
+    "  --server-connect-timeout SECONDS  give up connecting to PostgreSQL (15; FATAL 08006)\n"
+    "  --tcp-keepalive on|off       TCP keepalive on both legs (on)\n"
+    "  --tcp-keepidle SECONDS       idle time before the first probe (45)\n"
+    "  --tcp-keepintvl SECONDS      between probes (15)\n"
+    "  --tcp-keepcnt N              unanswered probes before the connection is dead (4)\n"
     "  --log-level LEVEL            debug, info, warn, error (info)\n"
     "\n"
     "TLS:\n"
@@ -311,6 +335,38 @@ static int apply(pgg_options *o, int opt, const char *name, const char *v)
     return PGG_OK;
   case OPT_SHUTDOWN_TIMEOUT:
     return parse_double(name, v, 0, &o->shutdown_timeout);
+  case OPT_CLIENT_LOGIN_TIMEOUT:
+    return parse_double(name, v, 0, &o->client_login_timeout);
+  case OPT_SERVER_CONNECT_TIMEOUT:
+    return parse_double(name, v, 0, &o->server_connect_timeout);
+  case OPT_MAX_CLIENT_CONN:
+    if ((err = parse_int(name, v, 0, 1000000, &l)))
+      return err;
+    o->max_client_conn = (int)l;
+    return PGG_OK;
+  case OPT_TCP_KEEPIDLE:
+    if ((err = parse_int(name, v, 1, 86400, &l)))
+      return err;
+    o->tcp_keepidle = (int)l;
+    return PGG_OK;
+  case OPT_TCP_KEEPINTVL:
+    if ((err = parse_int(name, v, 1, 86400, &l)))
+      return err;
+    o->tcp_keepintvl = (int)l;
+    return PGG_OK;
+  case OPT_TCP_KEEPCNT:
+    if ((err = parse_int(name, v, 1, 1000, &l)))
+      return err;
+    o->tcp_keepcnt = (int)l;
+    return PGG_OK;
+  case OPT_TCP_KEEPALIVE:
+    if (strcmp(v, "on") == 0 || strcmp(v, "1") == 0 || strcmp(v, "true") == 0)
+      o->tcp_keepalive = true;
+    else if (strcmp(v, "off") == 0 || strcmp(v, "0") == 0 || strcmp(v, "false") == 0)
+      o->tcp_keepalive = false;
+    else
+      return bad(name, v, "expected on or off");
+    return PGG_OK;
   case OPT_LOG_LEVEL:
     if (pgg_log_level_parse(v) < 0)
       return bad(name, v, "expected debug, info, warn or error");
@@ -507,6 +563,13 @@ int pgg_options_parse(pgg_options *o, int argc, char **argv)
   o->admin.port = 9930;
   o->max_message = PGG_DEFAULT_MAX_MESSAGE;
   o->shutdown_timeout = 30;
+  o->client_login_timeout = 60;
+  o->server_connect_timeout = 15;
+  o->max_client_conn = 1000;
+  o->tcp_keepalive = true;
+  o->tcp_keepidle = 45;
+  o->tcp_keepintvl = 15;
+  o->tcp_keepcnt = 4;
   o->upstream_sslmode = PGG_SSLMODE_PREFER;
   pgg_guard_config_defaults(&o->guard);
 

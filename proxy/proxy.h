@@ -30,6 +30,11 @@ typedef struct {
   pgg_hostport admin;           /* --admin-listen; port 0: off */
   size_t max_message;           /* --max-message-size */
   double shutdown_timeout;      /* --shutdown-timeout seconds */
+  double client_login_timeout;  /* --client-login-timeout seconds; 0: none */
+  double server_connect_timeout;/* --server-connect-timeout seconds; 0: none */
+  int max_client_conn;          /* --max-client-conn; 0: no limit */
+  bool tcp_keepalive;           /* --tcp-keepalive */
+  int tcp_keepidle, tcp_keepintvl, tcp_keepcnt;
   bool json;                    /* check/plan --json */
   unsigned fail_on;             /* check --fail-on: 1 << pgg_drift_state for each state */
   const char *tls_cert;         /* --tls-cert: certificate chain for the client leg */

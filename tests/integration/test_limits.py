@@ -1,0 +1,137 @@
+# Limits and timeouts as PgBouncer operators know them (issue 9, item 1, in part): a client that
+# never finishes start-up is closed (--client-login-timeout), clients past --max-client-conn get
+# PostgreSQL's FATAL 53300, a PostgreSQL that never answers the TCP handshake gets FATAL 08006
+# after --server-connect-timeout, and both legs use TCP keepalive. Every refusal is counted.
+import socket
+import subprocess
+import time
+
+import psycopg2
+import pytest
+
+from pgwire import RawConn, ServerError, error_fields
+
+REJECTED = "pgguard_clients_rejected_total"
+
+
+def metric(inst, name, **labels):
+  v = inst.metrics().get_value(name, **labels)
+  return 0 if v is None else v
+
+
+def still_serving(inst, appdb):
+  conn = inst.connect(**appdb)
+  with conn.cursor() as cur:
+    cur.execute("SELECT 1")
+    assert cur.fetchone() == (1,)
+  conn.close()
+
+
+def closed(sock, timeout):
+  """True when the peer closes within timeout (EOF or reset)."""
+  sock.settimeout(timeout)
+  try:
+    return sock.recv(1) == b""
+  except ConnectionResetError:
+    return True
+  except socket.timeout:
+    return False
+
+
+def test_clients_that_never_finish_start_up_are_closed_after_the_login_timeout(pgguard, appdb):
+  gg = pgguard("--client-login-timeout", "1")
+  silent = [socket.create_connection((gg.host, gg.port)) for _ in range(20)]
+  slow = [socket.create_connection((gg.host, gg.port)) for _ in range(5)]
+  t0 = time.monotonic()
+  while time.monotonic() - t0 < 0.9:          # one byte now and then: a slowloris
+    for s in slow:
+      s.send(b"\0")
+    time.sleep(0.3)
+  for s in silent + slow:
+    assert closed(s, 3.0), "a client without start-up was kept past the login timeout"
+    s.close()
+  assert metric(gg, REJECTED, reason="login_timeout") == 25
+  still_serving(gg, appdb)   # a normal client, well within the timeout
+
+
+def test_clients_past_max_client_conn_get_53300_and_others_keep_working(pgguard, appdb):
+  gg = pgguard("--max-client-conn", "3")
+  held = []
+  for _ in range(3):
+    r = RawConn(gg.host, gg.port)
+    r.startup(appdb["user"], appdb["dbname"], appdb["password"])
+    held.append(r)
+  extra = RawConn(gg.host, gg.port)
+  msgs = extra.read_to_eof(timeout=5)
+  fields = error_fields(msgs)
+  assert fields and fields["S"] == "FATAL" and fields["C"] == "53300", msgs
+  assert fields["M"] == "sorry, too many clients already"
+  extra.close()
+  assert held[0].simple_query("SELECT 1")[-1].type == b"Z"   # existing sessions unharmed
+  held.pop().close()
+  time.sleep(0.2)
+  still_serving(gg, appdb)
+  for r in held:
+    r.close()
+  assert metric(gg, REJECTED, reason="max_client_conn") == 1
+
+
+@pytest.fixture
+def blackhole():
+  """A loopback port whose accept queue is full: new TCP handshakes get no answer."""
+  lsock = socket.socket()
+  lsock.bind(("127.0.0.1", 0))
+  lsock.listen(0)
+  fill = []
+  for _ in range(4):
+    s = socket.socket()
+    s.setblocking(False)
+    try:
+      s.connect(lsock.getsockname())
+    except BlockingIOError:
+      pass
+    fill.append(s)
+  time.sleep(0.2)
+  yield "127.0.0.1:%d" % lsock.getsockname()[1]
+  for s in fill:
+    s.close()
+  lsock.close()
+
+
+def test_unanswering_upstream_gives_fatal_08006_after_the_connect_timeout(pgguard, appdb, blackhole):
+  gg = pgguard("--server-connect-timeout", "1", upstream=blackhole)
+  t0 = time.monotonic()
+  with pytest.raises(psycopg2.OperationalError) as ei:
+    psycopg2.connect(host=gg.host, port=gg.port, user=appdb["user"], password=appdb["password"],
+                     dbname=appdb["dbname"], sslmode="disable", connect_timeout=10)
+  elapsed = time.monotonic() - t0
+  assert "timeout after 1 s" in str(ei.value), str(ei.value)
+  assert elapsed < 4, elapsed
+
+
+def test_both_legs_use_tcp_keepalive(pg, pgguard, appdb):
+  gg = pgguard("--tcp-keepidle", "33")
+  raw = RawConn(gg.host, gg.port)
+  raw.startup(appdb["user"], appdb["dbname"], appdb["password"])
+  # ss shows one timer per socket: while bytes are in flight it is the retransmit timer.
+  deadline = time.monotonic() + 5
+  while True:
+    out = subprocess.run(["ss", "-tnoH", "state", "established"], capture_output=True,
+                         text=True).stdout.splitlines()
+    # pgguard's end of the client leg, and its end of the server leg (the one peer of ours
+    # whose keepalive idle is ours, 33 s, not PostgreSQL's or the kernel's 7200 s).
+    client_leg = [l for l in out if l.split()[2].endswith(":%d" % gg.port)]
+    server_leg = [l for l in out if l.split()[3].endswith(":%d" % pg.port) and "keepalive,3" in l]
+    if any("keepalive,3" in l for l in client_leg) and server_leg:
+      break
+    assert time.monotonic() < deadline, (gg.port, client_leg, out)
+    time.sleep(0.2)
+  raw.close()
+
+
+@pytest.mark.parametrize("flag,value", [("--max-client-conn", "-1"), ("--client-login-timeout", "nan"),
+                                        ("--tcp-keepalive", "maybe"), ("--tcp-keepidle", "0")])
+def test_limits_refuse_bad_values(pgguard, flag, value):
+  from conftest import pgguard_binary
+  r = subprocess.run([pgguard_binary(), flag, value, "--check-config"], capture_output=True, text=True)
+  assert r.returncode == 2 and flag in r.stderr, r.stderr
