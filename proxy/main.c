@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <errno.h>
 #include <unistd.h>
 
@@ -177,12 +178,42 @@ static int check_config(pgg_options *opt)
   return 0;
 }
 
+/*
+ * Every client costs two descriptors (its socket and its server's); when
+ * accept hits the limit, libuv quietly accepts and closes pending clients.
+ * Take the hard limit, and refuse a --max-client-conn that cannot fit.
+ */
+#define FD_RESERVE 64   /* listeners, the admin port, the guard's connections, logs */
+static int fd_limit(const pgg_options *opt)
+{
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return 0;
+  if (rl.rlim_cur < rl.rlim_max) {
+    struct rlimit want = {rl.rlim_max, rl.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+      rl = want;
+  }
+  rlim_t need = (rlim_t)opt->max_client_conn * 2 + FD_RESERVE;
+  if (opt->max_client_conn && rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur) {
+    fprintf(stderr, "pgguard: --max-client-conn %d needs %llu file descriptors (two per client "
+            "and %d more), but the limit is %llu: lower --max-client-conn or raise the limit "
+            "(ulimit -n, LimitNOFILE=)\n", opt->max_client_conn, (unsigned long long)need,
+            FD_RESERVE, (unsigned long long)rl.rlim_cur);
+    return 2;
+  }
+  pgg_log(PGG_LOG_DEBUG, "fd_limit", "limit=%llu", (unsigned long long)rl.rlim_cur);
+  return 0;
+}
+
 static int run(pgg_options *opt)
 {
   pgg_p.loop = uv_default_loop();
   pgg_p.opt = opt;
   pgg_metrics_init();
   signal(SIGPIPE, SIG_IGN);
+  if (fd_limit(opt))
+    return 2;
 
   int err = pgg_resolve(&opt->upstream, &pgg_p.upstream_addr, false);
   if (err) {

@@ -121,7 +121,7 @@ void pgg_options_usage(FILE *f)
     "  --shutdown-timeout SECONDS   grace period on SIGTERM/SIGINT (30)\n"
     "  --client-login-timeout SECONDS  close a client that has not finished start-up (60;\n"
     "                               PgBouncer's client_login_timeout)\n"
-    "  --max-client-conn N          refuse more clients with FATAL 53300 (1000; 0: no limit)\n"
+    "  --max-client-conn N          refuse more clients with FATAL 53300 (100; 0: no limit)\n"
     "  --server-connect-timeout SECONDS  give up connecting to PostgreSQL (15; FATAL 08006)\n"
     "  --tcp-keepalive on|off       TCP keepalive on both legs (on)\n"
     "  --tcp-keepidle SECONDS       idle time before the first probe (45)\n"
@@ -565,7 +565,7 @@ int pgg_options_parse(pgg_options *o, int argc, char **argv)
   o->shutdown_timeout = 30;
   o->client_login_timeout = 60;
   o->server_connect_timeout = 15;
-  o->max_client_conn = 1000;
+  o->max_client_conn = 100;
   o->tcp_keepalive = true;
   o->tcp_keepidle = 45;
   o->tcp_keepintvl = 15;

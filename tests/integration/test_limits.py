@@ -135,3 +135,38 @@ def test_limits_refuse_bad_values(pgguard, flag, value):
   from conftest import pgguard_binary
   r = subprocess.run([pgguard_binary(), flag, value, "--check-config"], capture_output=True, text=True)
   assert r.returncode == 2 and flag in r.stderr, r.stderr
+
+
+def test_max_client_conn_that_cannot_fit_the_fd_limit_is_refused_at_start():
+  from conftest import pgguard_binary
+  from conftest import free_port
+  r = subprocess.run(["prlimit", "--nofile=200:200", pgguard_binary(), "--max-client-conn", "1000",
+                      "--listen", "127.0.0.1:%d" % free_port(), "--admin-listen", "127.0.0.1:0"],
+                     capture_output=True, text=True, timeout=10)
+  assert r.returncode == 2, r
+  assert "--max-client-conn 1000 needs 2064 file descriptors" in r.stderr, r.stderr
+  assert "the limit is 200" in r.stderr
+
+
+def test_the_soft_fd_limit_is_raised_to_the_hard_limit():
+  from conftest import free_port, pgguard_binary
+  port = free_port()
+  p = subprocess.Popen(["prlimit", "--nofile=100:300", pgguard_binary(), "--max-client-conn", "100",
+                        "--listen", "127.0.0.1:%d" % port, "--admin-listen", "127.0.0.1:0"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    # 100 clients need 264 descriptors: only with the soft limit raised to the hard one.
+    deadline = time.monotonic() + 5
+    while True:
+      try:
+        socket.create_connection(("127.0.0.1", port), 0.2).close()
+        break
+      except OSError:
+        assert time.monotonic() < deadline and p.poll() is None, "pgguard did not start"
+        time.sleep(0.05)
+    limits = open("/proc/%d/limits" % p.pid).read()
+    line = [l for l in limits.splitlines() if l.startswith("Max open files")][0]
+    assert line.split()[3] == "300", line
+  finally:
+    p.terminate()
+    p.wait(5)
