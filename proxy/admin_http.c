@@ -1,6 +1,8 @@
 /*
  * admin_http.c — the admin listener: GET /metrics (Prometheus text 0.0.4),
- * /healthz, /readyz, /drift (JSON). One request per connection, then close.
+ * /healthz, /readyz, /drift (JSON). One request per connection, then close;
+ * a request must arrive within a few seconds, and only so many connections
+ * are served at once, so idle sockets cannot starve the probes.
  */
 #include "proxy.h"
 
@@ -12,30 +14,48 @@
 #include "metrics.h"
 
 #define REQ_MAX 8192
+/* A request not complete by then is dropped (a scraper sends it at once). */
+#define READ_TIMEOUT_MS 5000
+/* Connections served at once; more are closed on arrival. */
+#define MAX_CONNS 64
 
 typedef struct {
   uv_tcp_t tcp;
+  uv_timer_t timer;
+  int open_handles;
   char req[REQ_MAX];
   size_t len;
   bool answered;
+  bool head;          /* HEAD: the headers of the GET answer, no body */
   pgg_buf resp;
   uv_write_t wreq;
 } http_conn;
 
 static uv_tcp_t admin;
 static bool admin_on;
+static size_t nconns;
 
 static void http_closed(uv_handle_t *h)
 {
   http_conn *hc = h->data;
+  if (--hc->open_handles > 0)
+    return;
+  nconns--;
   pgg_buf_free(&hc->resp);
   free(hc);
 }
 
 static void http_close(http_conn *hc)
 {
-  if (!uv_is_closing((uv_handle_t *)&hc->tcp))
+  if (!uv_is_closing((uv_handle_t *)&hc->tcp)) {
     uv_close((uv_handle_t *)&hc->tcp, http_closed);
+    uv_close((uv_handle_t *)&hc->timer, http_closed);
+  }
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+  http_close(t->data);
 }
 
 static void on_written(uv_write_t *req, int status)
@@ -49,11 +69,13 @@ static void respond(http_conn *hc, int code, const char *ctype, const char *body
                        code == 405 ? "Method Not Allowed" : code == 503 ? "Service Unavailable" :
                        "Bad Request";
   hc->answered = true;
+  uv_timer_stop(&hc->timer);
   pgg_buf_printf(&hc->resp,
-                 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
                  "Connection: close\r\n\r\n",
-                 code, reason, ctype, blen);
-  pgg_buf_append(&hc->resp, body, blen);
+                 code, reason, ctype, blen, code == 405 ? "Allow: GET, HEAD\r\n" : "");
+  if (!hc->head)
+    pgg_buf_append(&hc->resp, body, blen);
   uv_buf_t b = uv_buf_init((char *)hc->resp.data, (unsigned)hc->resp.len);
   hc->wreq.data = hc;
   if (uv_write(&hc->wreq, (uv_stream_t *)&hc->tcp, &b, 1, on_written))
@@ -71,9 +93,10 @@ static void handle(http_conn *hc)
   if (q)
     *q = 0;
   if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
-    respond(hc, 405, "text/plain", "only GET\n", 9);
+    respond(hc, 405, "text/plain", "only GET and HEAD\n", 18);
     return;
   }
+  hc->head = strcmp(method, "HEAD") == 0;
   if (strcmp(path, "/metrics") == 0) {
     pgg_buf body;
     pgg_buf_init(&body);
@@ -149,9 +172,19 @@ static void on_connection(uv_stream_t *server, int status)
     return;
   pgg_buf_init(&hc->resp);
   uv_tcp_init(pgg_p.loop, &hc->tcp);
-  hc->tcp.data = hc;
-  if (uv_accept(server, (uv_stream_t *)&hc->tcp) || uv_read_start((uv_stream_t *)&hc->tcp, alloc_cb, on_read))
+  uv_timer_init(pgg_p.loop, &hc->timer);
+  hc->tcp.data = hc->timer.data = hc;
+  hc->open_handles = 2;
+  nconns++;
+  if (uv_accept(server, (uv_stream_t *)&hc->tcp) || nconns > MAX_CONNS ||
+      uv_read_start((uv_stream_t *)&hc->tcp, alloc_cb, on_read)) {
+    if (nconns > MAX_CONNS)
+      pgg_log(PGG_LOG_DEBUG, "admin_connection_refused", "reason=%s open=%zu",
+              pgg_logq("too many admin connections"), nconns - 1);
     http_close(hc);
+    return;
+  }
+  uv_timer_start(&hc->timer, on_timeout, READ_TIMEOUT_MS, 0);
 }
 
 int pgg_admin_http_start(void)

@@ -28,3 +28,47 @@ def test_metrics_count_client_connections_and_bytes(pgguard, appdb):
   assert after.total("pgguard_client_connections_total") >= before.total("pgguard_client_connections_total") + 1
   assert after.total("pgguard_bytes_total") - before.total("pgguard_bytes_total") >= 100000
   assert any(n == "pgguard_build_info" for n, _ in after)
+
+
+def raw_http(gg, request, timeout=5):
+  import socket
+  with socket.create_connection(("127.0.0.1", gg.admin_port), timeout) as s:
+    s.sendall(request)
+    data = b""
+    while True:
+      chunk = s.recv(65536)
+      if not chunk:
+        return data
+      data += chunk
+
+
+def test_head_answers_the_headers_of_get_without_a_body(pgguard):
+  gg = pgguard()
+  got = raw_http(gg, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+  head, _, body = got.partition(b"\r\n\r\n")
+  assert head.startswith(b"HTTP/1.1 200"), got
+  assert b"Content-Length: 3" in head
+  assert body == b""
+
+
+def test_other_methods_get_405_with_allow(pgguard):
+  gg = pgguard()
+  got = raw_http(gg, b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+  assert got.startswith(b"HTTP/1.1 405"), got
+  assert b"\r\nAllow: GET, HEAD\r\n" in got
+
+
+def test_idle_admin_sockets_are_closed_and_cannot_starve_the_probes(pgguard):
+  import socket
+  import time
+  gg = pgguard()
+  # Past the cap (64) new sockets are closed at once; the others within the read timeout (5 s).
+  idle = [socket.create_connection(("127.0.0.1", gg.admin_port)) for _ in range(100)]
+  t0 = time.monotonic()
+  for s in idle:
+    s.settimeout(8)
+    assert s.recv(1) == b"", "an idle admin socket was kept"
+    s.close()
+  assert time.monotonic() - t0 < 7
+  status, _ = gg.http_get("/healthz")
+  assert status == 200
