@@ -223,8 +223,11 @@ static void update_reads(conn *c)
     return;
   /* While a request is held the client is still read (so a hang-up ends
    * the hold before anything is replayed on its behalf), into held_in. */
+  /* Paused (SIGUSR1): a session between requests is not read, so its next
+   * request waits in the socket, neither lost nor refused. */
+  bool idle = c->ready_seen && c->cycles.n == 0 && pgg_framer_at_boundary(&c->cf);
   bool client_ok = c->state == ST_STARTUP ||
-                   (c->state == ST_RELAY && !queued(&c->sv) &&
+                   (c->state == ST_RELAY && !queued(&c->sv) && !(pgg_p.paused && idle) &&
                     (!pgg_hold_active(c) || c->held_in.len < HOLD_MAX_CLIENT_IN));
   set_reading(&c->cl, client_ok, on_client_read);
   bool server_ok = (c->state == ST_RELAY && !queued(&c->cl)) || c->state == ST_UPSTREAM_SSL;
@@ -402,8 +405,11 @@ void pgg_conn_close_idle(void)
   conn *next;
   for (conn *c = conns; c; c = next) {
     next = c->next;
+    /* A session inside a transaction block finishes it first: closing it
+     * would roll back work the client is about to commit. */
     if (c->state == ST_STARTUP || (c->state == ST_RELAY && c->ready_seen &&
-                                   c->cycles.n == 0 && !pgg_hold_active(c) &&
+                                   c->cycles.n == 0 && c->cycles.tx_status == 'I' &&
+                                   !pgg_hold_active(c) &&
                                    pgg_framer_at_boundary(&c->cf) &&
                                    pgg_framer_at_boundary(&c->sf))) {
       /* What PostgreSQL itself says when its postmaster is told to stop. */
@@ -459,6 +465,13 @@ static void on_limit_timer(uv_timer_t *t)
   if (c->state != ST_STARTUP)
     send_fatal(c, "08006", "canceling authentication due to timeout", NULL);
   conn_close(c, "client login timeout");
+}
+
+void pgg_conn_set_paused(bool paused)
+{
+  pgg_p.paused = paused;
+  for (conn *c = conns; c; c = c->next)
+    update_reads(c);
 }
 
 void pgg_conn_accept(uv_stream_t *server)

@@ -17,7 +17,7 @@
 
 pgg_proxy pgg_p;
 
-static uv_signal_t sig_term, sig_int, sig_hup;
+static uv_signal_t sig_term, sig_int, sig_hup, sig_quit, sig_usr1, sig_usr2;
 static int saved_argc;
 static char **saved_argv;
 /* TLS contexts replaced by a reload: sessions still point at them. */
@@ -36,7 +36,29 @@ static void finish(void)
   uv_close((uv_handle_t *)&sig_term, NULL);
   uv_close((uv_handle_t *)&sig_int, NULL);
   uv_close((uv_handle_t *)&sig_hup, NULL);
+  uv_close((uv_handle_t *)&sig_quit, NULL);
+  uv_close((uv_handle_t *)&sig_usr1, NULL);
+  uv_close((uv_handle_t *)&sig_usr2, NULL);
   pgg_log(PGG_LOG_INFO, "stopped", NULL);
+}
+
+/* SIGQUIT, as PgBouncer's: stop at once, sessions and all. */
+static void on_quit_signal(uv_signal_t *s, int signum)
+{
+  pgg_log(PGG_LOG_INFO, "shutting_down", "signal=SIGQUIT connections=%zu", pgg_conn_count());
+  pgg_p.shutting_down = true;
+  pgg_listener_stop();
+  finish();
+}
+
+/* SIGUSR1 pauses new requests (each session at its next idle point); SIGUSR2 resumes. */
+static void on_pause_signal(uv_signal_t *s, int signum)
+{
+  bool pause = signum == SIGUSR1;
+  if (pgg_p.paused == pause)
+    return;
+  pgg_log(PGG_LOG_INFO, pause ? "paused" : "resumed", "connections=%zu", pgg_conn_count());
+  pgg_conn_set_paused(pause);
 }
 
 static void on_drain_tick(uv_timer_t *t)
@@ -231,6 +253,12 @@ static int run(pgg_options *opt)
   uv_signal_start(&sig_term, on_stop_signal, SIGTERM);
   uv_signal_start(&sig_int, on_stop_signal, SIGINT);
   uv_signal_start(&sig_hup, on_hup, SIGHUP);
+  uv_signal_init(pgg_p.loop, &sig_quit);
+  uv_signal_init(pgg_p.loop, &sig_usr1);
+  uv_signal_init(pgg_p.loop, &sig_usr2);
+  uv_signal_start(&sig_quit, on_quit_signal, SIGQUIT);
+  uv_signal_start(&sig_usr1, on_pause_signal, SIGUSR1);
+  uv_signal_start(&sig_usr2, on_pause_signal, SIGUSR2);
   if (pgg_listener_start())
     return 1;
   if (pgg_admin_http_start())

@@ -63,6 +63,7 @@ typedef struct {
   pgg_tls_ctx *client_ctx;      /* TLS toward applications, or NULL */
   pgg_tls_ctx *upstream_ctx;    /* TLS toward PostgreSQL, or NULL (sslmode disable/allow) */
   bool shutting_down;
+  bool paused;                  /* SIGUSR1: no new requests are read until SIGUSR2 */
   uint64_t next_conn_id;
 } pgg_proxy;
 
@@ -82,8 +83,10 @@ size_t pgg_conn_count(void);
 size_t pgg_conn_buffer_bytes(void);
 /* Close every connection (shutdown grace period over). */
 void pgg_conn_close_all(void);
-/* Close connections that are between requests (draining). */
+/* Close connections that are between requests and outside a transaction (draining). */
 void pgg_conn_close_idle(void);
+/* Pause (SIGUSR1) or resume (SIGUSR2) reading new requests from every client. */
+void pgg_conn_set_paused(bool paused);
 
 /* guardian.c: the guard on the event loop */
 typedef struct pgg_guard_waiter {
