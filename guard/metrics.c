@@ -144,6 +144,18 @@ int pgg_metrics_render(const pgg_metrics *m, pgg_buf *out)
                                    (unsigned long long)m->client_connections_total);
   err = err ? err : labelled(out, "pgguard_bytes_total", "counter", "Bytes relayed, by direction.",
                              "direction", dir_names, m->bytes, PGG_DIR__COUNT);
+  if (m->process_known) {
+    err = err ? err : header(out, "process_cpu_seconds_total", "counter", "User and system CPU time spent in seconds.");
+    err = err ? err : pgg_buf_printf(out, "process_cpu_seconds_total %.2f\n", m->process_cpu_seconds);
+    err = err ? err : header(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+    err = err ? err : pgg_buf_printf(out, "process_resident_memory_bytes %.0f\n", m->process_resident_bytes);
+    err = err ? err : header(out, "process_open_fds", "gauge", "Number of open file descriptors.");
+    err = err ? err : pgg_buf_printf(out, "process_open_fds %.0f\n", m->process_open_fds);
+    err = err ? err : header(out, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
+    err = err ? err : pgg_buf_printf(out, "process_max_fds %.0f\n", m->process_max_fds);
+    err = err ? err : header(out, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.");
+    err = err ? err : pgg_buf_printf(out, "process_start_time_seconds %.2f\n", m->process_start_time);
+  }
   err = err ? err : labelled(out, "pgguard_clients_rejected_total", "counter",
                              "Clients refused (max_client_conn) or closed before finishing start-up "
                              "(login_timeout).", "reason", reject_names, m->clients_rejected,

@@ -44,6 +44,13 @@ typedef struct {
   uint64_t client_connections_total;
   uint64_t bytes[PGG_DIR__COUNT];
   uint64_t clients_rejected[PGG_REJECT__COUNT]; /* refused or closed before start-up ended */
+  /* The process, as Prometheus' client libraries report it (set before rendering). */
+  bool process_known;
+  double process_cpu_seconds;
+  double process_resident_bytes;
+  double process_open_fds;
+  double process_max_fds;
+  double process_start_time;
   pgg_histogram request_duration;
   int upstream_up;
   uint64_t tls_handshakes;         /* TLS sessions started, both legs */

@@ -6,7 +6,10 @@
  */
 #include "proxy.h"
 
+#include <dirent.h>
 #include <stdio.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,6 +85,54 @@ static void respond(http_conn *hc, int code, const char *ctype, const char *body
     http_close(hc);
 }
 
+/* The process_* metrics, from /proc/self (Linux), as the Prometheus client libraries read them. */
+static void read_process_stats(pgg_metrics *m)
+{
+  static double start_time;   /* constant: read once */
+  long ticks = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+  char buf[1024];
+  FILE *f = fopen("/proc/self/stat", "r");
+  if (!f)
+    return;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  /* Fields after the command name, which may hold spaces: from the last ')'. */
+  char *p = strrchr(buf, ')');
+  unsigned long utime = 0, stime = 0;
+  unsigned long long starttime = 0;
+  long rss = 0;
+  if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d "
+                          "%*d %*d %llu %*u %ld", &utime, &stime, &starttime, &rss) != 4)
+    return;
+  if (start_time == 0) {
+    double boot = 0;
+    FILE *st = fopen("/proc/stat", "r");
+    char line[256];
+    while (st && fgets(line, sizeof line, st))
+      if (sscanf(line, "btime %lf", &boot) == 1)
+        break;
+    if (st)
+      fclose(st);
+    start_time = boot + (double)starttime / (double)ticks;
+  }
+  size_t fds = 0;
+  DIR *d = opendir("/proc/self/fd");
+  for (struct dirent *e; d && (e = readdir(d)) != NULL;)
+    fds += e->d_name[0] != '.';
+  if (d) {
+    closedir(d);
+    fds--;   /* the directory's own descriptor */
+  }
+  struct rlimit rl;
+  m->process_max_fds = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (double)rl.rlim_cur : 0;
+  m->process_cpu_seconds = (double)(utime + stime) / (double)ticks;
+  m->process_resident_bytes = (double)rss * (double)page;
+  m->process_open_fds = (double)fds;
+  m->process_start_time = start_time;
+  m->process_known = true;
+}
+
 static void handle(http_conn *hc)
 {
   char method[16], path[512];
@@ -101,6 +152,7 @@ static void handle(http_conn *hc)
     pgg_buf body;
     pgg_buf_init(&body);
     pgg_metrics_g.connection_buffer_bytes = pgg_conn_buffer_bytes();
+    read_process_stats(&pgg_metrics_g);
     pgg_metrics_render(&pgg_metrics_g, &body);
     respond(hc, 200, "text/plain; version=0.0.4; charset=utf-8", (const char *)body.data, body.len);
     pgg_buf_free(&body);

@@ -72,3 +72,15 @@ def test_idle_admin_sockets_are_closed_and_cannot_starve_the_probes(pgguard):
   assert time.monotonic() - t0 < 7
   status, _ = gg.http_get("/healthz")
   assert status == 200
+
+
+def test_process_metrics_describe_pgguard_itself(pgguard):
+  import time
+  gg = pgguard()
+  m = gg.metrics()
+  assert 0 < m.get_value("process_resident_memory_bytes") < 1 << 30
+  assert m.get_value("process_open_fds") >= 3
+  assert m.get_value("process_max_fds") >= m.get_value("process_open_fds")
+  assert m.get_value("process_cpu_seconds_total") >= 0
+  start = m.get_value("process_start_time_seconds")
+  assert time.time() - 120 < start <= time.time() + 1
