@@ -21,6 +21,8 @@
 #define READ_TIMEOUT_MS 5000
 /* Connections served at once; more are closed on arrival. */
 #define MAX_CONNS 64
+/* /readyz: how recently the upstream must have accepted a connection. */
+#define READY_UPSTREAM_MS 10000
 
 typedef struct {
   uv_tcp_t tcp;
@@ -159,12 +161,24 @@ static void handle(http_conn *hc)
   } else if (strcmp(path, "/healthz") == 0) {
     respond(hc, 200, "text/plain", "ok\n", 3);
   } else if (strcmp(path, "/readyz") == 0) {
+    /* Ready = can serve: listening, not draining, and the upstream accepted
+     * a connection within the last 10 s. Guard trouble shows in /drift and
+     * the metrics; it takes pods out of service only with
+     * --ready-requires-guard, or a guard problem would take them all out
+     * together while the proxy itself works. */
     const char *why = NULL;
     char msg[300];
-    if (pgg_guardian_ready(&why)) {
+    uint64_t now = uv_now(pgg_p.loop);
+    if (pgg_p.shutting_down)
+      why = "draining";
+    else if (!pgg_p.upstream_ever_ok || now - pgg_p.upstream_ok_ms > READY_UPSTREAM_MS)
+      why = "the upstream has not accepted a connection in the last 10 s";
+    else if (pgg_p.opt->ready_requires_guard && !pgg_guardian_ready(&why) && !why)
+      why = "starting";
+    if (!why) {
       respond(hc, 200, "text/plain", "ready\n", 6);
     } else {
-      int n = snprintf(msg, sizeof(msg), "not ready: %s\n", why ? why : "starting");
+      int n = snprintf(msg, sizeof(msg), "not ready: %s\n", why);
       respond(hc, 503, "text/plain", msg, (size_t)n);
     }
   } else if (strcmp(path, "/drift") == 0) {

@@ -586,6 +586,7 @@ static void on_server_connect(uv_connect_t *req, int status)
     return;
   }
   pgg_metrics_g.upstream_up = 1;
+  pgg_upstream_accepted();
   pgg_guardian_upstream_ok();
   uv_tcp_nodelay(&c->sv.tcp, 1);
   keepalive(&c->sv.tcp);

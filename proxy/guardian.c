@@ -599,13 +599,16 @@ void pgg_guardian_upstream_ok(void)
   schedule();
 }
 
-/* ---- upstream probe without a guard ---------------------------------------- */
+/* ---- upstream probe ---------------------------------------------------------- */
 
 /*
- * Without --schema no drift check reaches the database, and a sidecar with
- * no traffic would report pgguard_upstream_up 0 forever. A TCP connect to
- * the upstream every few seconds keeps the gauge (and its alert) honest.
+ * Readiness means "the upstream accepted a connection recently". Client
+ * traffic shows that for free (conn.c calls pgg_upstream_accepted); with no
+ * traffic, a TCP connect every 2 s does, and keeps pgguard_upstream_up
+ * honest without --schema.
  */
+#define PROBE_EVERY_MS 2000
+
 static struct {
   uv_timer_t timer;
   uv_tcp_t tcp;
@@ -614,6 +617,12 @@ static struct {
   bool on;
 } probe;
 
+void pgg_upstream_accepted(void)
+{
+  pgg_p.upstream_ok_ms = uv_now(pgg_p.loop);
+  pgg_p.upstream_ever_ok = true;
+}
+
 static void probe_closed(uv_handle_t *h)
 {
   probe.busy = false;
@@ -621,7 +630,10 @@ static void probe_closed(uv_handle_t *h)
 
 static void probe_connected(uv_connect_t *req, int status)
 {
-  if (status != UV_ECANCELED)
+  if (status == 0)
+    pgg_upstream_accepted();
+  /* With a guard, its drift checks own the gauge: they reach the database, not just its port. */
+  if (status != UV_ECANCELED && !g.configured)
     pgg_metrics_g.upstream_up = status == 0 ? 1 : 0;
   uv_close((uv_handle_t *)&probe.tcp, probe_closed);
 }
@@ -630,11 +642,14 @@ static void probe_tick(uv_timer_t *t)
 {
   if (probe.busy || pgg_p.shutting_down)
     return;
+  if (pgg_p.upstream_ever_ok && uv_now(pgg_p.loop) - pgg_p.upstream_ok_ms < PROBE_EVERY_MS)
+    return;   /* a client's connection just showed it */
   probe.busy = true;
   uv_tcp_init(pgg_p.loop, &probe.tcp);
   if (uv_tcp_connect(&probe.req, &probe.tcp, (const struct sockaddr *)&pgg_p.upstream_addr,
                      probe_connected)) {
-    pgg_metrics_g.upstream_up = 0;
+    if (!g.configured)
+      pgg_metrics_g.upstream_up = 0;
     uv_close((uv_handle_t *)&probe.tcp, probe_closed);
   }
 }
@@ -645,12 +660,11 @@ int pgg_guardian_start(void)
 {
   const pgg_guard_config *cfg = &pgg_p.opt->guard;
   pgg_metrics_g.upstream_up = 0;
-  if (!cfg->schema_path) {
-    probe.on = true;
-    uv_timer_init(pgg_p.loop, &probe.timer);
-    uv_timer_start(&probe.timer, probe_tick, 0, 5000);
+  probe.on = true;
+  uv_timer_init(pgg_p.loop, &probe.timer);
+  uv_timer_start(&probe.timer, probe_tick, 0, PROBE_EVERY_MS);
+  if (!cfg->schema_path)
     return PGG_OK;
-  }
   g.configured = true;
   g.cfg = cfg;
   pgg_metrics_g.guard_configured = true;

@@ -151,6 +151,7 @@ static void on_hup(uv_signal_t *s, int signum)
   cur->upstream_ca = next.upstream_ca;
   cur->shutdown_timeout = next.shutdown_timeout;
   cur->client_login_timeout = next.client_login_timeout;
+  cur->ready_requires_guard = next.ready_requires_guard;
   cur->server_connect_timeout = next.server_connect_timeout;
   cur->max_client_conn = next.max_client_conn;
   cur->tcp_keepalive = next.tcp_keepalive;

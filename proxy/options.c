@@ -23,7 +23,7 @@ enum {
   OPT_TCP_KEEPIDLE, OPT_TCP_KEEPINTVL, OPT_TCP_KEEPCNT,
   OPT_LOG_LEVEL, OPT_SCHEMA, OPT_ADMIN_URL, OPT_SHADOW_URL, OPT_OBJECT_OWNER, OPT_REPAIR,
   OPT_REPAIR_WAIT, OPT_DRIFT_INTERVAL, OPT_REPAIR_COOLDOWN, OPT_LOCK_TIMEOUT,
-  OPT_STATEMENT_TIMEOUT, OPT_STRICT, OPT_JSON, OPT_FAIL_ON, OPT_HELP, OPT_VERSION,
+  OPT_STATEMENT_TIMEOUT, OPT_STRICT, OPT_READY_REQUIRES_GUARD, OPT_JSON, OPT_FAIL_ON, OPT_HELP, OPT_VERSION,
   OPT_TLS_CERT, OPT_TLS_KEY, OPT_CLIENT_TLS, OPT_UPSTREAM_SSLMODE, OPT_UPSTREAM_CA,
   OPT_CONFIG, OPT_ADMIN_URL_FILE, OPT_CHECK_CONFIG,
 };
@@ -61,6 +61,7 @@ static const struct option longopts[] = {
   {"admin-url-file", required_argument, NULL, OPT_ADMIN_URL_FILE},
   {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
   {"strict", no_argument, NULL, OPT_STRICT},
+  {"ready-requires-guard", no_argument, NULL, OPT_READY_REQUIRES_GUARD},
   {"json", no_argument, NULL, OPT_JSON},
   {"fail-on", required_argument, NULL, OPT_FAIL_ON},
   {"help", no_argument, NULL, OPT_HELP},
@@ -95,6 +96,7 @@ static const struct { int opt; const char *env; } envs[] = {
   {OPT_STATEMENT_TIMEOUT, "PGGUARD_STATEMENT_TIMEOUT"},
   {OPT_ADMIN_URL_FILE, "PGGUARD_ADMIN_URL_FILE"},
   {OPT_STRICT, "PGGUARD_STRICT"},
+  {OPT_READY_REQUIRES_GUARD, "PGGUARD_READY_REQUIRES_GUARD"},
   {OPT_TLS_CERT, "PGGUARD_TLS_CERT"},
   {OPT_TLS_KEY, "PGGUARD_TLS_KEY"},
   {OPT_CLIENT_TLS, "PGGUARD_CLIENT_TLS"},
@@ -153,6 +155,8 @@ void pgg_options_usage(FILE *f)
     "  --lock-timeout MS            lock_timeout of the repair (2000)\n"
     "  --statement-timeout MS       statement_timeout of the repair (30000)\n"
     "  --strict                     refuse to start if the schema does not load\n"
+    "  --ready-requires-guard       /readyz also waits for the desired schema and a drift check\n"
+    "                               (by default guard trouble never makes pgguard unready)\n"
     "  --json                       check, plan: print JSON\n"
     "  --fail-on STATES             check: the drift states that make it exit 1, comma-separated\n"
     "                               from missing, extra, conflicting (missing)\n"
@@ -380,6 +384,10 @@ static int apply(pgg_options *o, int opt, const char *name, const char *v)
   }
   case OPT_STRICT:
     if (!parse_bool(v, &o->guard.strict))
+      return bad(name, v, "expected true or false");
+    return PGG_OK;
+  case OPT_READY_REQUIRES_GUARD:
+    if (!parse_bool(v, &o->ready_requires_guard))
       return bad(name, v, "expected true or false");
     return PGG_OK;
   case OPT_TLS_CERT:
@@ -622,6 +630,10 @@ int pgg_options_parse(pgg_options *o, int argc, char **argv)
     }
     if (opt == OPT_STRICT) {
       o->guard.strict = true;
+      continue;
+    }
+    if (opt == OPT_READY_REQUIRES_GUARD) {
+      o->ready_requires_guard = true;
       continue;
     }
     if (opt == 'c' || opt == OPT_CONFIG)

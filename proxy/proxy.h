@@ -45,6 +45,7 @@ typedef struct {
   bool client_tls_set;
   const char *config_path;      /* -c / --config / PGGUARD_CONFIG, or NULL */
   bool check_config;            /* --check-config: validate and exit */
+  bool ready_requires_guard;    /* --ready-requires-guard: /readyz also waits for the guard */
   pgg_guard_config guard;
 } pgg_options;
 
@@ -64,6 +65,8 @@ typedef struct {
   pgg_tls_ctx *upstream_ctx;    /* TLS toward PostgreSQL, or NULL (sslmode disable/allow) */
   bool shutting_down;
   bool paused;                  /* SIGUSR1: no new requests are read until SIGUSR2 */
+  uint64_t upstream_ok_ms;      /* uv_now when the upstream last accepted a connection */
+  bool upstream_ever_ok;
   uint64_t next_conn_id;
 } pgg_proxy;
 
@@ -113,6 +116,8 @@ pgg_ask pgg_guardian_request(pgg_guard_waiter *w);
 void pgg_guardian_cancel(pgg_guard_waiter *w);
 const char *pgg_guardian_drift_json(void);
 bool pgg_guardian_ready(const char **why);
+/* The upstream accepted a connection (a client's or the probe's): readiness. */
+void pgg_upstream_accepted(void);
 /*
  * A server-leg connection to the upstream succeeded (conn.c calls this for
  * each one). Costs a branch unless the guard is backing off after failing to

@@ -96,8 +96,10 @@ def start_guarded(pgguard, pg, db, *args, schema=REPLAY_SCHEMA, ready=True, upst
   """A pgguard guarding database db with the desired schema file; its connection defaults are
   the application role (or role) on db. Waits for /readyz unless ready=False."""
   server = upstream_pg or pg
+  # The tests send requests only once the guard has loaded its schema: readiness says so only
+  # with --ready-requires-guard.
   argv = ["--schema", str(schema), "--admin-url", server.url(dbname=db),
-          "--drift-interval", "60"] + list(args)
+          "--drift-interval", "60", "--ready-requires-guard"] + list(args)
   if upstream_pg is not None:
     kw.setdefault("upstream", "%s:%d" % (upstream_pg.host, upstream_pg.port))
   inst = pgguard(*argv, **kw)

@@ -84,3 +84,37 @@ def test_process_metrics_describe_pgguard_itself(pgguard):
   assert m.get_value("process_cpu_seconds_total") >= 0
   start = m.get_value("process_start_time_seconds")
   assert time.time() - 120 < start <= time.time() + 1
+
+
+def test_readyz_means_the_upstream_accepts_connections(pgguard):
+  import socket
+  import time
+  gg = pgguard()
+  deadline = time.monotonic() + 5
+  while gg.http_get("/readyz")[0] != 200:
+    assert time.monotonic() < deadline, gg.http_get("/readyz")
+    time.sleep(0.1)
+  # An upstream that refuses every connection: never ready.
+  dead = socket.socket()
+  dead.bind(("127.0.0.1", 0))
+  port = dead.getsockname()[1]
+  dead.close()
+  gd = pgguard(upstream="127.0.0.1:%d" % port)
+  time.sleep(2.5)
+  status, body = gd.http_get("/readyz")
+  assert status == 503 and "has not accepted a connection" in body, (status, body)
+
+
+def test_guard_trouble_does_not_make_pgguard_unready_unless_asked(pgguard, tmp_path):
+  import time
+  bad = tmp_path / "bad.sql"
+  bad.write_text("CREATE TABLE broken (;\n")
+  args = ["--schema", str(bad), "--admin-url", "postgresql://nobody@127.0.0.1:1/none"]
+  gg = pgguard(*args)
+  deadline = time.monotonic() + 5
+  while gg.http_get("/readyz")[0] != 200:
+    assert time.monotonic() < deadline, gg.http_get("/readyz")
+    time.sleep(0.1)
+  strict = pgguard(*args, "--ready-requires-guard")
+  time.sleep(1.0)
+  assert strict.http_get("/readyz")[0] == 503

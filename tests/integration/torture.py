@@ -1230,7 +1230,8 @@ def prepare(pg, schema_dir):
 
 
 def guard_args(pg, schema_path):
-  return ["--schema", str(schema_path), "--admin-url", pg.url(dbname=DB)] + PGGUARD_ARGS
+  return ["--schema", str(schema_path), "--admin-url", pg.url(dbname=DB),
+          "--ready-requires-guard"] + PGGUARD_ARGS
 
 
 def run_torture(pg, start_pgguard, schema_dir, seed, seconds, requests=0, direct=False,
