@@ -74,21 +74,26 @@ def count(pg, db, sql, params=None):
 
 
 def wait_ready(inst, timeout=30.0):
-  """Waits for /readyz 200 (desired schema loaded and a drift check reached the database)."""
+  """Waits for /readyz 200 and, when pgguard runs a guard, for its first drift check (/drift
+  200): readiness alone no longer waits for the guard unless --ready-requires-guard."""
   deadline = time.monotonic() + timeout
   last = None
-  while time.monotonic() < deadline:
-    if inst.returncode is not None:
-      raise AssertionError("pgguard exited %r before ready; log:\n%s" % (inst.returncode, inst.log[-3000:]))
-    try:
-      last = inst.http_get("/readyz", timeout=2)
-      if last[0] == 200:
-        return
-    except OSError as e:
-      last = (None, str(e))
-    time.sleep(0.05)
-  raise AssertionError("pgguard not ready within %.0fs (last /readyz %r); log:\n%s"
-                       % (timeout, last, inst.log[-3000:]))
+  for path in ("/readyz", "/drift"):
+    while True:
+      if inst.returncode is not None:
+        raise AssertionError("pgguard exited %r before ready; log:\n%s" % (inst.returncode, inst.log[-3000:]))
+      if path == "/drift" and "event=guard_starting" not in inst.log:
+        break
+      try:
+        last = inst.http_get(path, timeout=2)
+        if last[0] == 200:
+          break
+      except OSError as e:
+        last = (None, str(e))
+      if time.monotonic() >= deadline:
+        raise AssertionError("pgguard not ready within %.0fs (last %s %r); log:\n%s"
+                             % (timeout, path, last, inst.log[-3000:]))
+      time.sleep(0.05)
 
 
 def start_guarded(pgguard, pg, db, *args, schema=REPLAY_SCHEMA, ready=True, upstream_pg=None,
