@@ -226,18 +226,30 @@ bool pgg_hold_start(conn *c, const pgg_msg *m, bool translated)
   return true;
 }
 
+/*
+ * Before the failed cycle's ReadyForQuery, nothing was rolled back: giving
+ * up the hold is delivering what was withheld, then m, and letting the rest
+ * of the answer flow as PostgreSQL sends it.
+ */
+static void give_up(conn *c, const pgg_msg *m)
+{
+  hold *h = &c->h;
+  pgg_conn_send_client(c, h->err.data, h->err.len);
+  pgg_conn_send_client(c, h->other.data, h->other.len);
+  pgg_conn_send_client(c, m->raw, m->raw_len);
+  pgg_metrics_g.replays[PGG_REPLAY_RES_SKIPPED]++;
+  pgg_hold_clear(c);
+  pgg_conn_hold_all(c, c->swallow_inflight > 0);
+  pgg_conn_update_reads(c);
+}
+
 void pgg_hold_ready(conn *c, const pgg_msg *m)
 {
   hold *h = &c->h;
   assert(pgg_hold_before_ready(c));
   /* Reserved at the start: this append cannot fail for a 6-byte message. */
   if (pgg_buf_append(&h->ready, m->raw, m->raw_len) != PGG_OK || h->ready.len != m->raw_len) {
-    pgg_conn_send_client(c, h->err.data, h->err.len);
-    pgg_conn_send_client(c, h->other.data, h->other.len);
-    pgg_conn_send_client(c, m->raw, m->raw_len);
-    pgg_metrics_g.replays[PGG_REPLAY_RES_SKIPPED]++;
-    pgg_hold_clear(c);
-    pgg_conn_hold_all(c, c->swallow_inflight > 0);
+    give_up(c, m);
     return;
   }
   if (h->state == HOLD_AWAIT_READY) {
@@ -263,13 +275,7 @@ void pgg_hold_other(conn *c, const pgg_msg *m)
    * rolled back, and let the rest of the answer flow as PostgreSQL sends it. */
   pgg_log(PGG_LOG_WARN, "hold_overflow", "conn=%llu bytes=%zu", (unsigned long long)c->id,
           h->other.len);
-  pgg_conn_send_client(c, h->err.data, h->err.len);
-  pgg_conn_send_client(c, h->other.data, h->other.len);
-  pgg_conn_send_client(c, m->raw, m->raw_len);
-  pgg_metrics_g.replays[PGG_REPLAY_RES_SKIPPED]++;
-  pgg_hold_clear(c);
-  pgg_conn_hold_all(c, c->swallow_inflight > 0);
-  pgg_conn_update_reads(c);
+  give_up(c, m);
 }
 
 void pgg_hold_swallowed(conn *c, const pgg_cycle *done, char status)
