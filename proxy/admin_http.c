@@ -135,6 +135,48 @@ static void read_process_stats(pgg_metrics *m)
   m->process_known = true;
 }
 
+/*
+ * GET /drift: the drift report of the last check, preceded by when that
+ * check ran and the last failure (of a load, check or repair) with its time,
+ * so a runbook sees at once whether the report is fresh.
+ */
+static void drift(http_conn *hc)
+{
+  pgg_buf b;
+  pgg_buf_init(&b);
+  double err_at = 0, checked = pgg_guardian_checked_at();
+  const char *last = pgg_guardian_last_error(&err_at);
+  const char *refused = pgg_guardian_refused();
+  const char *j = pgg_guardian_drift_json();
+  int code = refused || !j ? 503 : 200;
+  int rc = pgg_buf_printf(&b, "{\"checked_at\": ");
+  rc = rc ? rc : checked > 0 ? pgg_buf_printf(&b, "%.0f", checked) : pgg_buf_printf(&b, "null");
+  rc = rc ? rc : pgg_buf_printf(&b, ", \"last_error\": ");
+  rc = rc ? rc : pgg_json_str(&b, last);
+  rc = rc ? rc : pgg_buf_printf(&b, ", \"last_error_at\": ");
+  rc = rc ? rc : err_at > 0 ? pgg_buf_printf(&b, "%.0f", err_at) : pgg_buf_printf(&b, "null");
+  if (refused) {
+    pgg_buf why;
+    pgg_buf_init(&why);
+    rc = rc ? rc : pgg_buf_printf(&why, "guard refused: %s", refused);
+    rc = rc ? rc : pgg_buf_append_u8(&why, 0);
+    rc = rc ? rc : pgg_buf_printf(&b, ", \"error\": ");
+    rc = rc ? rc : pgg_json_str(&b, (const char *)why.data);
+    pgg_buf_free(&why);
+    rc = rc ? rc : pgg_buf_printf(&b, "}\n");
+  } else if (!j) {
+    rc = rc ? rc : pgg_buf_printf(&b, ", \"error\": \"no drift check has completed\"}\n");
+  } else {
+    /* The report is one JSON object: these keys go first, then its own. */
+    rc = rc ? rc : pgg_buf_printf(&b, ", %s", j[0] == '{' ? j + 1 : "}\n");
+  }
+  if (rc)
+    respond(hc, 500, "text/plain", "out of memory\n", 14);
+  else
+    respond(hc, code, "application/json", (const char *)b.data, b.len);
+  pgg_buf_free(&b);
+}
+
 static void handle(http_conn *hc)
 {
   char method[16], path[512];
@@ -182,22 +224,7 @@ static void handle(http_conn *hc)
       respond(hc, 503, "text/plain", msg, (size_t)n);
     }
   } else if (strcmp(path, "/drift") == 0) {
-    const char *j = pgg_guardian_drift_json();
-    const char *refused = pgg_guardian_refused();
-    if (refused) {
-      char body[700];
-      size_t n = (size_t)snprintf(body, sizeof(body), "{\"error\":\"guard refused: ");
-      for (const char *c = refused; *c && n < sizeof(body) - 8; c++) {
-        if (*c == '"' || *c == '\\')
-          body[n++] = '\\';
-        body[n++] = (unsigned char)*c < 0x20 ? ' ' : *c;
-      }
-      n += (size_t)snprintf(body + n, sizeof(body) - n, "\"}\n");
-      respond(hc, 503, "application/json", body, n);
-    } else if (j)
-      respond(hc, 200, "application/json", j, strlen(j));
-    else
-      respond(hc, 503, "application/json", "{\"error\":\"no drift check has completed\"}\n", 41);
+    drift(hc);
   } else {
     respond(hc, 404, "text/plain", "not found\n", 10);
   }

@@ -38,6 +38,9 @@ static struct {
   bool schema_broken;     /* the schema file itself failed: wait for SIGHUP */
   bool check_ok;          /* the last check or repair reached the database */
   char load_error[600];
+  char last_error[600];   /* the last failure of a load, check or repair (redacted) */
+  double last_error_at;   /* its unix time; 0: none yet */
+  double checked_at;      /* unix time of the last drift check that reached the database */
   pgg_secrets secrets;    /* the admin and shadow URLs' passwords */
 
   job_kind running;
@@ -101,6 +104,17 @@ bool pgg_guardian_missing_labels(void)
 const char *pgg_guardian_drift_json(void)
 {
   return g.drift_json;
+}
+
+const char *pgg_guardian_last_error(double *at)
+{
+  *at = g.last_error_at;
+  return g.last_error_at > 0 ? g.last_error : NULL;
+}
+
+double pgg_guardian_checked_at(void)
+{
+  return g.checked_at;
 }
 
 const char *pgg_guardian_refused(void)
@@ -171,6 +185,7 @@ static void publish_drift(const pgg_repair_result *r)
   memcpy(pgg_metrics_g.drift, r->counts, sizeof(pgg_metrics_g.drift));
   pgg_metrics_g.drift_known = true;
   pgg_metrics_g.drift_check_timestamp = (double)time(NULL);
+  g.checked_at = pgg_metrics_g.drift_check_timestamp;
   g.missing_labels = r->missing_labels;
   if (r->drift_json) {
     free(g.drift_json);
@@ -216,9 +231,17 @@ static uint64_t backoff_cap_ms(void)
  * fleet of sidecars does not knock in step. Only the change of state is
  * logged (at the caller's level and event); the retries are counted.
  */
+/* Keep the failure for /drift, its password masked. */
+static void note_error(const char *reason)
+{
+  pgg_redact(&g.secrets, reason ? reason : "", g.last_error, sizeof g.last_error);
+  g.last_error_at = (double)time(NULL);
+}
+
 static void failing(int level, const char *event, const char *kv, const char *reason)
 {
   uint64_t now = uv_now(pgg_p.loop);
+  note_error(reason);
   bool first = !g.failing;
   if (first) {
     g.failing = true;
@@ -330,6 +353,7 @@ static void load_done(void)
     g.schema_broken = true;
     pgg_metrics_g.schema_loaded = false;
     pgg_log(PGG_LOG_ERROR, "schema_load_failed", "%s reason=%s", guard, pgg_logq(g.load_error));
+    note_error(g.load_error);
   } else {
     /* An unreachable database, a refused login: retried with backoff. */
     g.want_load = true;

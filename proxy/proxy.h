@@ -115,6 +115,10 @@ bool pgg_guardian_missing_labels(void);
 pgg_ask pgg_guardian_request(pgg_guard_waiter *w);
 void pgg_guardian_cancel(pgg_guard_waiter *w);
 const char *pgg_guardian_drift_json(void);
+/* The last failure of a schema load, drift check or repair (password masked), or NULL; *at its unix time. */
+const char *pgg_guardian_last_error(double *at);
+/* Unix time of the last drift check that reached the database; 0: none yet. */
+double pgg_guardian_checked_at(void);
 bool pgg_guardian_ready(const char **why);
 /* The upstream accepted a connection (a client's or the probe's): readiness. */
 void pgg_upstream_accepted(void);

@@ -93,6 +93,9 @@ def test_drift_report_is_json_listing_the_missing_objects(pg, pgguard):
   assert report["counts"]["table"]["missing"] == 1
   assert report["counts"]["column"]["missing"] >= 1
   assert report["counts"]["enum"]["missing"] == 1
+  # When the report was made, and no failure so far.
+  assert time.time() - 60 < report["checked_at"] <= time.time() + 1, report
+  assert report["last_error"] is None and report["last_error_at"] is None, report
   assert report["missing"] >= 3
   assert not any(i["state"] == "missing" and i["name"] in ("existing", "accounts", "mood_log")
                  and i["kind"] == "table" for i in report["items"])
@@ -156,3 +159,23 @@ def test_strict_with_a_good_schema_starts_ready(pg, pgguard):
   wait_ready(g)
   assert metric(g, "pgguard_schema_guard_active") == 1
   assert metric(g, "pgguard_schema_drift_objects", kind="table", state="missing") == 1
+
+
+def test_drift_report_carries_the_last_error_without_the_password(pg, pgguard):
+  make_db(pg, "gm_drift_err", DESIRED, DRIFTED)
+  bad_url = pg.url(dbname="gm_drift_err").replace(pg.password, "Wrong-Pw-4711")
+  assert "Wrong-Pw-4711" in bad_url
+  g = pgguard("--schema", str(REPLAY_SCHEMA), "--admin-url", bad_url)
+  deadline = time.monotonic() + 10
+  while True:
+    status, body = g.http_get("/drift")
+    report = json.loads(body)
+    if report.get("last_error"):
+      break
+    assert time.monotonic() < deadline, body
+    time.sleep(0.1)
+  assert status == 503
+  assert report["checked_at"] is None
+  assert "password authentication failed" in report["last_error"], report
+  assert time.time() - 60 < report["last_error_at"] <= time.time() + 1
+  assert "Wrong-Pw-4711" not in body
