@@ -238,6 +238,7 @@ static void update_reads(conn *c)
 
 static void send_fatal(conn *c, const char *sqlstate, const char *msg, const char *detail)
 {
+  snprintf(c->fatal, sizeof c->fatal, "%s", sqlstate);
   pgg_buf b;
   pgg_buf_init(&b);
   if (pgg_build_error(&b, "FATAL", sqlstate, msg, detail, NULL) == PGG_OK)
@@ -272,6 +273,7 @@ static void free_conn(conn *c)
   pgg_buf_free(&c->setup);
   pgg_buf_free(&c->held_in);
   free(c->database);
+  free(c->user);
   free(c);
 }
 
@@ -317,6 +319,24 @@ static void say_goodbye(conn *c)
   send_bytes(&c->sv, terminate, sizeof terminate);
 }
 
+/*
+ * The connection log, as PgBouncer's log_connections / log_disconnections:
+ * who, from where, how long, how much, and how it ended. Never query text
+ * or a password.
+ */
+static void log_disconnection(conn *c)
+{
+  if (!pgg_p.opt->log_disconnections || c->state == ST_CANCEL)
+    return;
+  pgg_log(PGG_LOG_INFO, "disconnection",
+          "conn=%llu addr=%s user=%s database=%s tls=%s duration_s=%.3f bytes_in=%llu "
+          "bytes_out=%llu fatal=%s", (unsigned long long)c->id, c->peer,
+          pgg_logq(c->user ? c->user : ""), pgg_logq(c->database ? c->database : ""),
+          c->cl.tls ? "yes" : "no", (double)(uv_now(pgg_p.loop) - c->accepted_ms) / 1000.0,
+          (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
+          c->fatal[0] ? c->fatal : "none");
+}
+
 static void close_now(conn *c)
 {
   if (c->dead)
@@ -324,6 +344,7 @@ static void close_now(conn *c)
   say_goodbye(c);
   if (c->dead)    /* the write failed and closed the pair already */
     return;
+  log_disconnection(c);
   c->dead = true;
   c->state = ST_CLOSING;
   if (c->close_timer_on) {
@@ -518,6 +539,22 @@ void pgg_conn_accept(uv_stream_t *server)
   }
   uv_tcp_nodelay(&c->cl.tcp, 1);
   keepalive(&c->cl.tcp);
+  {
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (uv_tcp_getpeername(&c->cl.tcp, (struct sockaddr *)&ss, &len) == 0) {
+      if (ss.ss_family == AF_INET) {
+        uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof host);
+        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+      } else if (ss.ss_family == AF_INET6) {
+        uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof host);
+        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+      }
+    }
+    snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+  }
   pgg_log(PGG_LOG_DEBUG, "connection_accepted", "conn=%llu", (unsigned long long)c->id);
   if (pgg_p.shutting_down) {
     send_fatal(c, "57P03", "pgguard is shutting down", NULL);
@@ -695,8 +732,13 @@ static void startup_packet(conn *c)
      * the user name when no database is given. */
     {
       const char *db = pgg_startup_param(&st, "database");
+      const char *user = pgg_startup_param(&st, "user");
       if (!db || !*db)
-        db = pgg_startup_param(&st, "user");
+        db = user;
+      if (user && !c->user && !(c->user = strdup(user))) {
+        conn_close(c, "out of memory");
+        return;
+      }
       if (db && !(c->database = strdup(db))) {
         conn_close(c, "out of memory");
         return;
@@ -907,6 +949,7 @@ static void client_bytes(conn *c, const uint8_t *p, size_t n, uint32_t flags)
   c->cycles.next_flags = 0;
   send_bytes(&c->sv, p, n);
   pgg_metrics_g.bytes[PGG_DIR_CLIENT_TO_SERVER] += n;
+  c->bytes_in += n;
 }
 
 static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -1180,6 +1223,10 @@ static int server_msg(conn *c, const pgg_msg *m)
        * opened with its startup packet stay in flight. */
       c->ready_seen = true;
       uv_timer_stop(&c->limit_timer);
+      if (pgg_p.opt->log_connections)
+        pgg_log(PGG_LOG_INFO, "connection_authorized", "conn=%llu addr=%s user=%s database=%s tls=%s",
+                (unsigned long long)c->id, c->peer, pgg_logq(c->user ? c->user : ""),
+                pgg_logq(c->database ? c->database : ""), c->cl.tls ? "yes" : "no");
       c->cycles.tx_status = status;
       if (c->recording)
         rec_resync(c);
@@ -1219,6 +1266,9 @@ static int server_msg(conn *c, const pgg_msg *m)
     pgg_error_fields ef;
     if (pgg_parse_error(m->body, m->body_len, &ef) == PGG_OK) {
       const char *sqlstate = pgg_error_sqlstate(&ef);
+      const char *sev = pgg_error_field(&ef, 'V') ? pgg_error_field(&ef, 'V') : pgg_error_severity(&ef);
+      if (sev && sqlstate && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0))
+        snprintf(c->fatal, sizeof c->fatal, "%s", sqlstate);
       int idx = pgg_metrics_sqlstate_index(sqlstate);
       if (idx >= 0 && pgg_guarded_sqlstate(sqlstate, pgg_guardian_missing_labels())) {
         pgg_metrics_g.undefined_object_errors[idx]++;
@@ -1327,6 +1377,7 @@ static void on_server_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     n = c->sv.plain.len;
   }
   pgg_metrics_g.bytes[PGG_DIR_SERVER_TO_CLIENT] += n;
+  c->bytes_out += n;
 
   while (pos < n && c->state == ST_RELAY) {
     size_t before = pos, used = 0;

@@ -87,6 +87,11 @@ struct conn {
   pgg_buf startup;          /* the client's startup packet being read */
   pgg_buf early;            /* client bytes that followed it before the server answered */
   char *database;           /* the startup database (or user), for the guard */
+  char *user;               /* the startup user, for the connection log */
+  char peer[64];            /* the client's address, for the connection log */
+  uint64_t bytes_in, bytes_out;  /* relayed client->server and server->client */
+  char fatal[6];            /* SQLSTATE of a FATAL the client was sent, or "" */
+  bool logged_in;           /* the connection log said "connection_authorized" */
   pgg_framer cf, sf;        /* client->server, server->client */
   pgg_cycles cycles;
   bool ready_seen;          /* the ReadyForQuery that ends start-up went by */

@@ -155,6 +155,8 @@ static void on_hup(uv_signal_t *s, int signum)
   cur->server_connect_timeout = next.server_connect_timeout;
   cur->max_client_conn = next.max_client_conn;
   cur->tcp_keepalive = next.tcp_keepalive;
+  cur->log_connections = next.log_connections;
+  cur->log_disconnections = next.log_disconnections;
   cur->tcp_keepidle = next.tcp_keepidle;
   cur->tcp_keepintvl = next.tcp_keepintvl;
   cur->tcp_keepcnt = next.tcp_keepcnt;

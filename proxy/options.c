@@ -20,7 +20,7 @@
 enum {
   OPT_LISTEN = 256, OPT_UPSTREAM, OPT_ADMIN_LISTEN, OPT_MAX_MESSAGE, OPT_SHUTDOWN_TIMEOUT,
   OPT_CLIENT_LOGIN_TIMEOUT, OPT_MAX_CLIENT_CONN, OPT_SERVER_CONNECT_TIMEOUT, OPT_TCP_KEEPALIVE,
-  OPT_TCP_KEEPIDLE, OPT_TCP_KEEPINTVL, OPT_TCP_KEEPCNT,
+  OPT_TCP_KEEPIDLE, OPT_TCP_KEEPINTVL, OPT_TCP_KEEPCNT, OPT_LOG_CONNECTIONS, OPT_LOG_DISCONNECTIONS,
   OPT_LOG_LEVEL, OPT_SCHEMA, OPT_ADMIN_URL, OPT_SHADOW_URL, OPT_OBJECT_OWNER, OPT_REPAIR,
   OPT_REPAIR_WAIT, OPT_DRIFT_INTERVAL, OPT_REPAIR_COOLDOWN, OPT_LOCK_TIMEOUT,
   OPT_STATEMENT_TIMEOUT, OPT_STRICT, OPT_READY_REQUIRES_GUARD, OPT_JSON, OPT_FAIL_ON, OPT_HELP, OPT_VERSION,
@@ -41,6 +41,8 @@ static const struct option longopts[] = {
   {"tcp-keepidle", required_argument, NULL, OPT_TCP_KEEPIDLE},
   {"tcp-keepintvl", required_argument, NULL, OPT_TCP_KEEPINTVL},
   {"tcp-keepcnt", required_argument, NULL, OPT_TCP_KEEPCNT},
+  {"log-connections", required_argument, NULL, OPT_LOG_CONNECTIONS},
+  {"log-disconnections", required_argument, NULL, OPT_LOG_DISCONNECTIONS},
   {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
   {"schema", required_argument, NULL, OPT_SCHEMA},
   {"admin-url", required_argument, NULL, OPT_ADMIN_URL},
@@ -83,6 +85,8 @@ static const struct { int opt; const char *env; } envs[] = {
   {OPT_TCP_KEEPIDLE, "PGGUARD_TCP_KEEPIDLE"},
   {OPT_TCP_KEEPINTVL, "PGGUARD_TCP_KEEPINTVL"},
   {OPT_TCP_KEEPCNT, "PGGUARD_TCP_KEEPCNT"},
+  {OPT_LOG_CONNECTIONS, "PGGUARD_LOG_CONNECTIONS"},
+  {OPT_LOG_DISCONNECTIONS, "PGGUARD_LOG_DISCONNECTIONS"},
   {OPT_LOG_LEVEL, "PGGUARD_LOG_LEVEL"},
   {OPT_SCHEMA, "PGGUARD_SCHEMA"},
   {OPT_ADMIN_URL, "PGGUARD_ADMIN_URL"},
@@ -129,6 +133,8 @@ void pgg_options_usage(FILE *f)
     "  --tcp-keepidle SECONDS       idle time before the first probe (45)\n"
     "  --tcp-keepintvl SECONDS      between probes (15)\n"
     "  --tcp-keepcnt N              unanswered probes before the connection is dead (4)\n"
+    "  --log-connections on|off     log each authorized client: address, user, database, TLS (on)\n"
+    "  --log-disconnections on|off  log each closed client: duration, bytes, FATAL SQLSTATE (on)\n"
     "  --log-level LEVEL            debug, info, warn, error (info)\n"
     "\n"
     "TLS:\n"
@@ -301,6 +307,18 @@ static int parse_fail_on(const char *v, unsigned *mask)
   return PGG_OK;
 }
 
+/* PgBouncer's boolean settings read on/off; 1/0 and true/false are taken too. */
+static int parse_onoff(const char *name, const char *v, bool *out)
+{
+  if (strcmp(v, "on") == 0 || strcmp(v, "1") == 0 || strcmp(v, "true") == 0)
+    *out = true;
+  else if (strcmp(v, "off") == 0 || strcmp(v, "0") == 0 || strcmp(v, "false") == 0)
+    *out = false;
+  else
+    return bad(name, v, "expected on or off");
+  return PGG_OK;
+}
+
 static int parse_int(const char *name, const char *v, long min, long max, long *out)
 {
   char *end;
@@ -363,14 +381,12 @@ static int apply(pgg_options *o, int opt, const char *name, const char *v)
       return err;
     o->tcp_keepcnt = (int)l;
     return PGG_OK;
+  case OPT_LOG_CONNECTIONS:
+    return parse_onoff(name, v, &o->log_connections);
+  case OPT_LOG_DISCONNECTIONS:
+    return parse_onoff(name, v, &o->log_disconnections);
   case OPT_TCP_KEEPALIVE:
-    if (strcmp(v, "on") == 0 || strcmp(v, "1") == 0 || strcmp(v, "true") == 0)
-      o->tcp_keepalive = true;
-    else if (strcmp(v, "off") == 0 || strcmp(v, "0") == 0 || strcmp(v, "false") == 0)
-      o->tcp_keepalive = false;
-    else
-      return bad(name, v, "expected on or off");
-    return PGG_OK;
+    return parse_onoff(name, v, &o->tcp_keepalive);
   case OPT_LOG_LEVEL:
     if (pgg_log_level_parse(v) < 0)
       return bad(name, v, "expected debug, info, warn or error");
@@ -575,6 +591,8 @@ int pgg_options_parse(pgg_options *o, int argc, char **argv)
   o->server_connect_timeout = 15;
   o->max_client_conn = 100;
   o->tcp_keepalive = true;
+  o->log_connections = true;
+  o->log_disconnections = true;
   o->tcp_keepidle = 45;
   o->tcp_keepintvl = 15;
   o->tcp_keepcnt = 4;

@@ -34,6 +34,8 @@ typedef struct {
   double server_connect_timeout;/* --server-connect-timeout seconds; 0: none */
   int max_client_conn;          /* --max-client-conn; 0: no limit */
   bool tcp_keepalive;           /* --tcp-keepalive */
+  bool log_connections;         /* --log-connections */
+  bool log_disconnections;      /* --log-disconnections */
   int tcp_keepidle, tcp_keepintvl, tcp_keepcnt;
   bool json;                    /* check/plan --json */
   unsigned fail_on;             /* check --fail-on: 1 << pgg_drift_state for each state */

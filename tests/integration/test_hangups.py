@@ -90,3 +90,33 @@ def test_client_vanishing_in_a_transaction_ends_its_session_with_a_terminate(pg,
   raw.close()  # no Terminate from the client
   pg.wait_backends(app, 0, timeout=5)
   assert pg.logfile.read_text().count(marker) == before
+
+
+def test_connection_log_names_who_from_where_how_long_and_how_it_ended(pgguard, appdb):
+  import re as _re
+  gg = pgguard()
+  conn = gg.connect(application_name="connlog", **appdb)
+  with conn.cursor() as cur:
+    cur.execute("SELECT 'secret-query-text-42'")
+  conn.close()
+  with pytest.raises(psycopg2.OperationalError):
+    psycopg2.connect(host=gg.host, port=gg.port, user=appdb["user"], password="not-the-password",
+                     dbname=appdb["dbname"], sslmode="disable")
+  line = gg.wait_log(r"event=connection_authorized [^\n]*", timeout=3).group(0)
+  assert 'user="%s"' % appdb["user"] in line and 'database="%s"' % appdb["dbname"] in line, line
+  assert _re.search(r"addr=127\.0\.0\.1:\d+ ", line) and "tls=no" in line, line
+  gg.wait_log(r"fatal=28P01", timeout=3)
+  ends = _re.findall(r"event=disconnection [^\n]*", gg.log)
+  ok = [l for l in ends if "fatal=none" in l and 'user="%s"' % appdb["user"] in l]
+  assert ok and _re.search(r"duration_s=\d+\.\d+ bytes_in=[1-9]\d* bytes_out=[1-9]\d*", ok[0]), ends
+  assert "secret-query-text-42" not in gg.log and "not-the-password" not in gg.log
+  assert appdb["password"] not in gg.log
+
+
+def test_connection_log_can_be_turned_off(pgguard, appdb):
+  gg = pgguard("--log-connections", "off", "--log-disconnections", "off")
+  conn = gg.connect(**appdb)
+  conn.close()
+  import time as _t
+  _t.sleep(0.3)
+  assert "event=connection_authorized" not in gg.log and "event=disconnection" not in gg.log
