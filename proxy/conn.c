@@ -462,6 +462,8 @@ static void keepalive(uv_tcp_t *t)
 static void on_limit_timer(uv_timer_t *t)
 {
   conn *c = t->data;
+  if (c->state == ST_CLOSING)
+    return;
   if (c->connect_timing) {
     char msg[600];
     c->connect_timing = false;
