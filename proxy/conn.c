@@ -1051,11 +1051,9 @@ void pgg_conn_fail(conn *c, const char *sqlstate, const char *msg, const char *d
  */
 static void track_setup(conn *c, const pgg_cycle *done, char before, char after)
 {
-  size_t len = 0;
   bool whole = !c->rec_broken && c->rec.len - c->rec_off >= done->bytes;
   const uint8_t *bytes = c->rec.data + c->rec_off;
 
-  (void)len;
   if (after == 'I') {
     pgg_buf_reset(&c->setup);
     buf_trim(&c->setup);

@@ -156,30 +156,25 @@ def test_runtime_enum_cast_after_nextval_is_not_replayed(guarded, pg):
 
 # --- never replay what is not a query or DML --------------------------------------------
 
-def test_drop_type_of_a_missing_desired_type_fails_and_is_not_turned_into_a_drop(guarded, pg):
-  g = guarded(NO_PRIORITY)
+@pytest.mark.parametrize("drops,sql,exc,exists", [
+  (NO_PRIORITY, "DROP TYPE priority", psycopg2.errors.UndefinedObject,
+   "SELECT count(*) FROM pg_type WHERE typname = 'priority'"),
+  (NO_EXTRA, "ALTER TABLE existing DROP COLUMN extra", psycopg2.errors.UndefinedColumn,
+   "SELECT count(*) FROM information_schema.columns "
+   "WHERE table_name = 'existing' AND column_name = 'extra'"),
+], ids=["drop_type", "alter_table_drop_column"])
+def test_failed_drop_of_a_missing_desired_object_is_repaired_and_never_replayed(
+    guarded, pg, drops, sql, exc, exists):
+  g = guarded(drops)
   conn = g.inst.connect()
   with conn.cursor() as cur:
-    with pytest.raises(psycopg2.errors.UndefinedObject):
-      cur.execute("DROP TYPE priority")
+    with pytest.raises(exc):
+      cur.execute(sql)
   conn.close()
   assert decisions(g.inst) == ["repair_only"], g.inst.log[-3000:]
   assert wait_metric(g.inst, REPAIRS, 1, result="applied") == 1
-  # The repair created the type; the failed DROP was never run again.
-  assert count(pg, g.db, "SELECT count(*) FROM pg_type WHERE typname = 'priority'") == 1
-
-
-def test_drop_column_of_a_missing_desired_column_fails_and_is_not_turned_into_a_drop(guarded, pg):
-  g = guarded(NO_EXTRA)
-  conn = g.inst.connect()
-  with conn.cursor() as cur:
-    with pytest.raises(psycopg2.errors.UndefinedColumn):
-      cur.execute("ALTER TABLE existing DROP COLUMN extra")
-  conn.close()
-  assert decisions(g.inst) == ["repair_only"], g.inst.log[-3000:]
-  assert wait_metric(g.inst, REPAIRS, 1, result="applied") == 1
-  assert count(pg, g.db, "SELECT count(*) FROM information_schema.columns "
-                         "WHERE table_name = 'existing' AND column_name = 'extra'") == 1
+  # The repair created the object; the failed DROP was never run again.
+  assert count(pg, g.db, exists) == 1
 
 
 # --- a CancelRequest ends a hold at once --------------------------------------------------
