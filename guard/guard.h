@@ -72,6 +72,12 @@ typedef struct pgg_admin pgg_admin;
 
 pgg_admin *pgg_admin_new(const pgg_guard_config *cfg);
 void pgg_admin_free(pgg_admin *a);
+/*
+ * From another thread (the event loop's, at shutdown): cancel the statement
+ * the admin session is running, and open no new session, so a job blocked
+ * in libpq (a repair waiting on a lock) returns at once.
+ */
+void pgg_admin_cancel(pgg_admin *a);
 /* Read live, diff against desired; change nothing. outcome is NOTHING or FAILED. */
 int pgg_admin_check(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result *out);
 /*

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <time.h>
 
 struct pgg_admin {
@@ -21,6 +22,11 @@ struct pgg_admin {
   int upstream_port;
   pgg_server_match server;
   char server_note[400];  /* why server is what it is (no password) */
+  /* The open session's cancel key, for pgg_admin_cancel from the loop's
+   * thread while a job blocks in libpq on the thread pool. */
+  pthread_mutex_t cancel_mu;
+  PGcancel *cancel;
+  bool stopping;          /* cancelled for good: no new session */
 };
 
 /* A repair whose lock was released between its label transaction and its
@@ -69,6 +75,7 @@ pgg_admin *pgg_admin_new(const pgg_guard_config *cfg)
   pgg_admin *a = calloc(1, sizeof *a);
   if (!a)
     return NULL;
+  pthread_mutex_init(&a->cancel_mu, NULL);
   a->cfg = *cfg;
   bool failed = false;
   a->cfg.schema_path = a->schema_path = dup_or_null(cfg->schema_path, &failed);
@@ -86,12 +93,14 @@ pgg_admin *pgg_admin_new(const pgg_guard_config *cfg)
   return a;
 }
 
+static void drop_conn(pgg_admin *a);
+
 void pgg_admin_free(pgg_admin *a)
 {
   if (!a)
     return;
-  if (a->conn)
-    PQfinish(a->conn);
+  drop_conn(a);
+  pthread_mutex_destroy(&a->cancel_mu);
   free(a->schema_path);
   free(a->admin_url);
   free(a->shadow_url);
@@ -276,11 +285,33 @@ void pgg_repair_result_free(pgg_repair_result *r)
   r->drift_json = NULL;
 }
 
+static void set_cancel(pgg_admin *a, PGcancel *c)
+{
+  pthread_mutex_lock(&a->cancel_mu);
+  if (a->cancel)
+    PQfreeCancel(a->cancel);
+  a->cancel = c;
+  pthread_mutex_unlock(&a->cancel_mu);
+}
+
 static void drop_conn(pgg_admin *a)
 {
+  set_cancel(a, NULL);
   if (a->conn)
     PQfinish(a->conn);
   a->conn = NULL;
+}
+
+void pgg_admin_cancel(pgg_admin *a)
+{
+  char errbuf[256];
+  if (!a)
+    return;
+  pthread_mutex_lock(&a->cancel_mu);
+  a->stopping = true;
+  if (a->cancel)
+    PQcancel(a->cancel, errbuf, sizeof errbuf);   /* best effort: the job fails and returns */
+  pthread_mutex_unlock(&a->cancel_mu);
 }
 
 /* An open, idle session, reconnecting when the last one failed. */
@@ -295,9 +326,17 @@ static int ensure_conn(pgg_admin *a, pgg_buf *err)
     drop_conn(a);
   if (a->conn)
     return PGG_OK;
+  pthread_mutex_lock(&a->cancel_mu);
+  bool stopping = a->stopping;
+  pthread_mutex_unlock(&a->cancel_mu);
+  if (stopping) {
+    pgg_buf_printf(err, "pgguard is stopping");
+    return PGG_ERR_UPSTREAM;
+  }
   a->conn = pgg_pq_connect(a->cfg.admin_url, NULL, err);
   if (!a->conn)
     return PGG_ERR_UPSTREAM;
+  set_cancel(a, PQgetCancel(a->conn));
   /* Drift checks run on the thread pool too: bound them like the repair,
    * so a stuck catalog read cannot hold the guard's only worker forever. */
   char sql[128];

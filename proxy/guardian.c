@@ -767,6 +767,10 @@ void pgg_guardian_stop(void)
   }
   if (!g.configured)
     return;
+  /* A job blocked in libpq would keep the loop (and the process) alive
+   * until its lock_timeout or statement_timeout: stopping cancels it. */
+  if (g.running != JOB_NONE)
+    pgg_admin_cancel(g.admin);
   uv_timer_stop(&g.timer);
   uv_close((uv_handle_t *)&g.timer, NULL);
   uv_timer_stop(&g.wake);

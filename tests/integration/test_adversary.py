@@ -180,3 +180,30 @@ def test_replay_in_a_block_leaves_the_clients_reported_parameters_true(guarded, 
   assert server == "off"
   assert told.get("standard_conforming_strings") == server, (told, server)
 
+
+
+# --- stopping while a repair blocks in the database ------------------------------------------
+
+def test_sigquit_stops_at_once_while_a_repair_waits_on_a_lock(guarded, pg):
+  """The repair job blocks in libpq on the thread pool; stopping cancels its statement instead
+  of waiting out --lock-timeout (the loop cannot end while the job runs)."""
+  import signal
+  g = guarded(NO_WIDGETS, "--lock-timeout", "20000", "--repair-wait", "30")
+  locker = repair_lock(pg, g.kw)
+  try:
+    raw = raw_session(g)
+    raw.send(query("SELECT * FROM widgets"))
+    g.inst.wait_log(r"event=guarded_error[^\n]*decision=replay", timeout=5)
+    deadline = time.monotonic() + 5     # until the repair waits for the advisory lock
+    while not pg.sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory' "
+                     "AND datname = %s", (g.db,))[0][0]:
+      assert time.monotonic() < deadline, "the repair never waited on the lock"
+      time.sleep(0.05)
+    t0 = time.monotonic()
+    g.inst.stop(signal.SIGQUIT, timeout=10)
+    elapsed = time.monotonic() - t0
+    raw.close()
+  finally:
+    locker.rollback()
+    locker.close()
+  assert elapsed < 3, "pgguard took %.1fs to stop after SIGQUIT" % elapsed
