@@ -247,7 +247,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
   hc->req[hc->len] = 0;
   if (hc->answered)
     return;
-  if (strstr(hc->req, "\r\n\r\n") || strstr(hc->req, "\n\n")) {
+  /* memmem, not strstr: a NUL byte in the request must not hide its end. */
+  if (memmem(hc->req, hc->len, "\r\n\r\n", 4) || memmem(hc->req, hc->len, "\n\n", 2)) {
     uv_read_stop(s);
     handle(hc);
   } else if (hc->len >= REQ_MAX - 1) {

@@ -76,7 +76,9 @@ const char *pgg_logq(const char *s)
     if (ch == '"' || ch == '\\') {
       out[o++] = '\\';
       out[o++] = (char)ch;
-    } else if (ch == '\n' || ch == '\r' || ch == '\t') {
+    } else if (ch < 0x20 || ch == 0x7f) {
+      /* Control bytes (a client's user name may carry terminal escapes)
+       * never reach the log as they are. */
       out[o++] = ' ';
     } else {
       out[o++] = (char)ch;

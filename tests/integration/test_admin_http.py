@@ -118,3 +118,9 @@ def test_guard_trouble_does_not_make_pgguard_unready_unless_asked(pgguard, tmp_p
   strict = pgguard(*args, "--ready-requires-guard")
   time.sleep(1.0)
   assert strict.http_get("/readyz")[0] == 503
+
+
+def test_request_with_nul_bytes_is_answered_not_left_waiting(pgguard):
+  gg = pgguard()
+  got = raw_http(gg, b"\x00" * 100 + b"\r\n\r\n", timeout=2)
+  assert got.startswith(b"HTTP/1.1 400"), got

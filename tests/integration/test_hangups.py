@@ -120,3 +120,17 @@ def test_connection_log_can_be_turned_off(pgguard, appdb):
   import time as _t
   _t.sleep(0.3)
   assert "event=connection_authorized" not in gg.log and "event=disconnection" not in gg.log
+
+
+def test_control_bytes_in_a_client_name_never_reach_the_log(pgguard):
+  from pgwire import startup_packet
+  gg = pgguard()
+  r = RawConn(gg.host, gg.port)
+  r.send(startup_packet({"user": "esc\x1b[31mred\x07", "database": "x\x7f"}))
+  try:
+    r.read_msg(timeout=3)
+  except Exception:
+    pass
+  r.close()
+  gg.wait_log(r"event=disconnection [^\n]*user=", timeout=3)
+  assert "\x1b" not in gg.log and "\x07" not in gg.log and "\x7f" not in gg.log
