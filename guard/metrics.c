@@ -27,7 +27,7 @@ static const char *const replay_names[PGG_REPLAY_RES__COUNT] = {
   "succeeded", "failed", "skipped",
 };
 static const char *const reject_names[PGG_REJECT__COUNT] = {
-  "max_client_conn", "login_timeout",
+  "max_client_conn", "login_timeout", "fd_limit",
 };
 static const char *const dir_names[PGG_DIR__COUNT] = {
   "client_to_server", "server_to_client",

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "explain.h"
 #include "log.h"
@@ -90,7 +91,7 @@ static void kick_write(side *s)
   s->out = tmp;
   pgg_buf_reset(&s->out);
   uv_buf_t b = uv_buf_init((char *)s->flight.data, (unsigned)s->flight.len);
-  int err = uv_write(&s->wreq, (uv_stream_t *)&s->tcp, &b, 1, on_write);
+  int err = uv_write(&s->wreq, &s->io.stream, &b, 1, on_write);
   if (err) {
     conn_close(s->c, uv_strerror(err));
     return;
@@ -133,7 +134,7 @@ static void sock_send(side *s, const uint8_t *p, size_t n)
     return;
   if (!queued(s)) {
     uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
-    int r = uv_try_write((uv_stream_t *)&s->tcp, &b, 1);
+    int r = uv_try_write(&s->io.stream, &b, 1);
     if (r > 0) {
       p += r;
       n -= (size_t)r;
@@ -204,10 +205,10 @@ static void set_reading(side *s, bool on, uv_read_cb cb)
   if (!s->open || s->reading == on)
     return;
   if (on) {
-    if (uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, cb) == 0)
+    if (uv_read_start(&s->io.stream, alloc_cb, cb) == 0)
       s->reading = true;
   } else {
-    uv_read_stop((uv_stream_t *)&s->tcp);
+    uv_read_stop(&s->io.stream);
     s->reading = false;
   }
 }
@@ -358,12 +359,21 @@ static void close_now(conn *c)
   c->closing_handles = 1;
   if (c->cl.open) {
     c->cl.open = false;
-    close_handle(c, (uv_handle_t *)&c->cl.tcp);
+    close_handle(c, &c->cl.io.handle);
   }
   if (c->sv.open) {
     c->sv.open = false;
     pgg_metrics_g.server_connections--;
-    close_handle(c, (uv_handle_t *)&c->sv.tcp);
+    close_handle(c, &c->sv.io.handle);
+  }
+  if (c->dialing) {
+    /* The dial's socket closes on its own; its done callback releases the
+     * reference taken here. */
+    c->closing_handles++;
+    if (pgg_dial_abort(&c->dial)) {
+      c->dialing = false;
+      c->closing_handles--;
+    }
   }
   close_handle(c, (uv_handle_t *)&c->h.timer);
   close_handle(c, (uv_handle_t *)&c->close_timer);
@@ -440,18 +450,31 @@ void pgg_conn_close_idle(void)
   }
 }
 
-/* TCP keepalive as PgBouncer sets it: a dead peer is noticed in minutes, not hours. */
-static void keepalive(uv_tcp_t *t)
+/* TCP: no Nagle delay, and keepalive as PgBouncer sets it (a dead peer is
+ * noticed in minutes, not hours). Nothing to tune on a Unix socket. */
+static void tune(side *s)
 {
   const pgg_options *o = pgg_p.opt;
   uv_os_fd_t fd;
-  if (!o->tcp_keepalive || uv_fileno((uv_handle_t *)t, &fd) != 0)
+  if (s->unix_socket)
+    return;
+  uv_tcp_nodelay(&s->io.tcp, 1);
+  if (!o->tcp_keepalive || uv_fileno(&s->io.handle, &fd) != 0)
     return;
   int on = 1;
   setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
   setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &o->tcp_keepidle, sizeof o->tcp_keepidle);
   setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &o->tcp_keepintvl, sizeof o->tcp_keepintvl);
   setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &o->tcp_keepcnt, sizeof o->tcp_keepcnt);
+}
+
+/* The server named in messages: host:port, or the socket file. */
+static void upstream_name(char *out, size_t n)
+{
+  if (pgg_upstream_is_unix())
+    pgg_unix_path(&pgg_p.opt->upstream, out, n);
+  else
+    snprintf(out, n, "%s:%d", pgg_p.opt->upstream.host, pgg_p.opt->upstream.port);
 }
 
 /*
@@ -465,14 +488,14 @@ static void on_limit_timer(uv_timer_t *t)
   if (c->state == ST_CLOSING)
     return;
   if (c->connect_timing) {
-    char msg[600];
+    char msg[600], name[300];
     c->connect_timing = false;
     pgg_metrics_g.upstream_up = 0;
-    snprintf(msg, sizeof msg, "pgguard could not connect to the upstream server %s:%d: "
-             "timeout after %.0f s", pgg_p.opt->upstream.host, pgg_p.opt->upstream.port,
-             pgg_p.opt->server_connect_timeout);
-    pgg_log(PGG_LOG_WARN, "upstream_connect_failed", "conn=%llu upstream=%s:%d reason=timeout",
-            (unsigned long long)c->id, pgg_p.opt->upstream.host, pgg_p.opt->upstream.port);
+    upstream_name(name, sizeof name);
+    snprintf(msg, sizeof msg, "pgguard could not connect to the upstream server %s: "
+             "timeout after %.0f s", name, pgg_p.opt->server_connect_timeout);
+    pgg_log(PGG_LOG_WARN, "upstream_connect_failed", "conn=%llu upstream=%s reason=timeout",
+            (unsigned long long)c->id, pgg_logq(name));
     if (c->state != ST_CANCEL)
       send_fatal(c, "08006", msg, NULL);
     conn_close(c, NULL);
@@ -497,11 +520,12 @@ void pgg_conn_set_paused(bool paused)
     update_reads(c);
 }
 
-void pgg_conn_accept(uv_stream_t *server)
+void pgg_conn_accept_fd(int fd, bool unix_socket)
 {
   conn *c = calloc(1, sizeof(*c));
   if (!c) {
     pgg_log(PGG_LOG_ERROR, "accept_failed", "reason=%s", pgg_logq("out of memory"));
+    close(fd);
     return;
   }
   c->id = ++pgg_p.next_conn_id;
@@ -519,8 +543,12 @@ void pgg_conn_accept(uv_stream_t *server)
   c->close_timer.data = c;
   uv_timer_init(pgg_p.loop, &c->limit_timer);
   c->limit_timer.data = c;
-  uv_tcp_init(pgg_p.loop, &c->cl.tcp);
-  c->cl.tcp.data = &c->cl;
+  c->cl.unix_socket = unix_socket;
+  if (unix_socket)
+    uv_pipe_init(pgg_p.loop, &c->cl.io.pipe, 0);
+  else
+    uv_tcp_init(pgg_p.loop, &c->cl.io.tcp);
+  c->cl.io.handle.data = &c->cl;
   c->cl.open = true;
   c->next = conns;
   if (conns)
@@ -533,20 +561,23 @@ void pgg_conn_accept(uv_stream_t *server)
   c->accepted_ms = uv_now(pgg_p.loop);
   c->recording = pgg_p.opt->guard.schema_path && pgg_p.opt->guard.repair_mode != PGG_REPAIR_MODE_OFF;
 
-  int err = uv_accept(server, (uv_stream_t *)&c->cl.tcp);
+  int err = unix_socket ? uv_pipe_open(&c->cl.io.pipe, fd) : uv_tcp_open(&c->cl.io.tcp, fd);
   if (err) {
     pgg_log(PGG_LOG_WARN, "accept_failed", "reason=%s", pgg_logq(uv_strerror(err)));
+    close(fd);
+    c->cl.open = false;
     close_now(c);
     return;
   }
-  uv_tcp_nodelay(&c->cl.tcp, 1);
-  keepalive(&c->cl.tcp);
-  {
+  tune(&c->cl);
+  if (unix_socket) {
+    snprintf(c->peer, sizeof c->peer, "[local]");   /* as PostgreSQL logs it */
+  } else {
     struct sockaddr_storage ss;
     int len = sizeof ss;
     char host[INET6_ADDRSTRLEN] = "?";
     int port = 0;
-    if (uv_tcp_getpeername(&c->cl.tcp, (struct sockaddr *)&ss, &len) == 0) {
+    if (uv_tcp_getpeername(&c->cl.io.tcp, (struct sockaddr *)&ss, &len) == 0) {
       if (ss.ss_family == AF_INET) {
         uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof host);
         port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
@@ -580,42 +611,50 @@ void pgg_conn_accept(uv_stream_t *server)
 
 /* ---- start-up: SSLRequest, CancelRequest, StartupMessage ---------------- */
 
-static void on_server_connect(uv_connect_t *req, int status);
+static void on_server_connect(pgg_dial *d, int status);
 static void start_relay(conn *c);
 
 static void connect_upstream(conn *c)
 {
-  uv_tcp_init(pgg_p.loop, &c->sv.tcp);
-  c->sv.tcp.data = &c->sv;
-  c->sv.open = true;
-  pgg_metrics_g.server_connections++;
-  c->connect_req.data = c;
+  c->sv.io.handle.data = &c->sv;
+  c->sv.unix_socket = pgg_upstream_is_unix();
   if (pgg_p.opt->server_connect_timeout > 0) {
     c->connect_timing = true;
     uv_timer_start(&c->limit_timer, on_limit_timer,
                    (uint64_t)(pgg_p.opt->server_connect_timeout * 1000.0), 0);
   }
-  int err = uv_tcp_connect(&c->connect_req, &c->sv.tcp,
-                           (const struct sockaddr *)&pgg_p.upstream_addr, on_server_connect);
-  if (err)
-    on_server_connect(&c->connect_req, err);
+  snprintf(c->log_prefix, sizeof c->log_prefix, "conn=%llu ", (unsigned long long)c->id);
+  c->dialing = true;
+  pgg_dial_start(&c->dial, &c->sv.io, on_server_connect, c->log_prefix);
 }
 
-static void on_server_connect(uv_connect_t *req, int status)
+static void on_server_connect(pgg_dial *d, int status)
 {
-  conn *c = req->data;
-  if (status == UV_ECANCELED)
+  conn *c = (conn *)((char *)d - offsetof(conn, dial));
+  c->dialing = false;
+  if (status == UV_ECANCELED) {
+    /* close_now aborted the dial and counted it as a handle closing. */
+    if (--c->closing_handles == 0)
+      free_conn(c);
     return;
-  if (c->state == ST_CLOSING)
+  }
+  if (c->state == ST_CLOSING) {
+    if (status == 0) {   /* close_now closes it with the rest */
+      c->sv.open = true;
+      c->sv.io.handle.data = &c->sv;
+      pgg_metrics_g.server_connections++;
+    }
     return;
+  }
   if (status < 0) {
-    char msg[600];
+    char msg[600], name[300];
     pgg_metrics_g.upstream_up = 0;
-    snprintf(msg, sizeof(msg), "pgguard could not connect to the upstream server %s:%d: %s",
-             pgg_p.opt->upstream.host, pgg_p.opt->upstream.port, uv_strerror(status));
-    pgg_log(PGG_LOG_WARN, "upstream_connect_failed", "conn=%llu upstream=%s:%d reason=%s",
-            (unsigned long long)c->id, pgg_p.opt->upstream.host, pgg_p.opt->upstream.port,
-            pgg_logq(uv_strerror(status)));
+    upstream_name(name, sizeof name);
+    snprintf(msg, sizeof(msg), "pgguard could not connect to the upstream server %s: %s", name,
+             uv_strerror(status));
+    if (status == UV_EAI_NONAME || status == UV_EAI_AGAIN || status == UV_EAI_FAIL)
+      pgg_log(PGG_LOG_WARN, "upstream_connect_failed", "conn=%llu upstream=%s reason=%s",
+              (unsigned long long)c->id, pgg_logq(name), pgg_logq(uv_strerror(status)));
     if (c->state == ST_CANCEL) {
       conn_close(c, NULL);
       return;
@@ -624,11 +663,13 @@ static void on_server_connect(uv_connect_t *req, int status)
     conn_close(c, NULL);
     return;
   }
+  c->sv.open = true;
+  c->sv.io.handle.data = &c->sv;
+  pgg_metrics_g.server_connections++;
   pgg_metrics_g.upstream_up = 1;
   pgg_upstream_accepted();
   pgg_guardian_upstream_ok();
-  uv_tcp_nodelay(&c->sv.tcp, 1);
-  keepalive(&c->sv.tcp);
+  tune(&c->sv);
   /* Connected: the login timeout runs on for what is left of it. */
   c->connect_timing = false;
   uv_timer_stop(&c->limit_timer);
@@ -637,7 +678,7 @@ static void on_server_connect(uv_connect_t *req, int status)
     uint64_t limit = (uint64_t)(pgg_p.opt->client_login_timeout * 1000.0);
     uv_timer_start(&c->limit_timer, on_limit_timer, spent < limit ? limit - spent : 1, 0);
   }
-  if (c->state != ST_CANCEL && pgg_p.upstream_ctx) {
+  if (c->state != ST_CANCEL && pgg_p.upstream_ctx && !c->sv.unix_socket) {
     /* Ask PostgreSQL for TLS first; the startup packet follows encrypted. */
     static const uint8_t ssl_request[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f};
     sock_send(&c->sv, ssl_request, sizeof(ssl_request));

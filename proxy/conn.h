@@ -15,7 +15,8 @@
 typedef struct conn conn;
 
 typedef struct {
-  uv_tcp_t tcp;
+  pgg_sock io;      /* TCP or Unix-domain */
+  bool unix_socket;
   conn *c;
   bool open;        /* handle initialised and not yet closing */
   bool reading;
@@ -117,7 +118,9 @@ struct conn {
   uint32_t backend_pid;     /* BackendKeyData, to find this session from a CancelRequest */
   uint8_t backend_key[256];
   size_t backend_key_len;
-  uv_connect_t connect_req;
+  pgg_dial dial;            /* connecting to PostgreSQL, address after address */
+  bool dialing;             /* dial started and its done callback not yet called */
+  char log_prefix[32];      /* "conn=ID " for the dialer's log lines */
   pgg_buf tls_out;          /* ciphertext scratch for TLS writes */
   pgg_buf replace;          /* a rewritten server message (SASL without -PLUS) */
   uv_timer_t close_timer;

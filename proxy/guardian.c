@@ -628,16 +628,17 @@ void pgg_guardian_upstream_ok(void)
 /*
  * Readiness means "the upstream accepted a connection recently". Client
  * traffic shows that for free (conn.c calls pgg_upstream_accepted); with no
- * traffic, a TCP connect every 2 s does, and keeps pgguard_upstream_up
+ * traffic, a connect every 2 s does, and keeps pgguard_upstream_up
  * honest without --schema.
  */
 #define PROBE_EVERY_MS 2000
 
 static struct {
   uv_timer_t timer;
-  uv_tcp_t tcp;
-  uv_connect_t req;
-  bool busy;
+  pgg_sock sock;
+  pgg_dial dial;
+  bool busy;     /* a dial is under way, or its socket is closing */
+  bool dialing;  /* the dial has not called back yet */
   bool on;
 } probe;
 
@@ -649,33 +650,35 @@ void pgg_upstream_accepted(void)
 
 static void probe_closed(uv_handle_t *h)
 {
+  (void)h;
   probe.busy = false;
 }
 
-static void probe_connected(uv_connect_t *req, int status)
+static void probe_connected(pgg_dial *d, int status)
 {
+  (void)d;
+  probe.dialing = false;
   if (status == 0)
     pgg_upstream_accepted();
   /* With a guard, its drift checks own the gauge: they reach the database, not just its port. */
   if (status != UV_ECANCELED && !g.configured)
     pgg_metrics_g.upstream_up = status == 0 ? 1 : 0;
-  uv_close((uv_handle_t *)&probe.tcp, probe_closed);
+  if (status == 0)
+    uv_close(&probe.sock.handle, probe_closed);
+  else
+    probe.busy = false;   /* a failed dial leaves no socket open */
 }
 
 static void probe_tick(uv_timer_t *t)
 {
+  (void)t;
   if (probe.busy || pgg_p.shutting_down)
     return;
   if (pgg_p.upstream_ever_ok && uv_now(pgg_p.loop) - pgg_p.upstream_ok_ms < PROBE_EVERY_MS)
     return;   /* a client's connection just showed it */
   probe.busy = true;
-  uv_tcp_init(pgg_p.loop, &probe.tcp);
-  if (uv_tcp_connect(&probe.req, &probe.tcp, (const struct sockaddr *)&pgg_p.upstream_addr,
-                     probe_connected)) {
-    if (!g.configured)
-      pgg_metrics_g.upstream_up = 0;
-    uv_close((uv_handle_t *)&probe.tcp, probe_closed);
-  }
+  probe.dialing = true;
+  pgg_dial_start(&probe.dial, &probe.sock, probe_connected, "probe ");
 }
 
 /* ---- start, reload, stop --------------------------------------------------- */
@@ -764,7 +767,10 @@ void pgg_guardian_stop(void)
     probe.on = false;
     uv_timer_stop(&probe.timer);
     uv_close((uv_handle_t *)&probe.timer, NULL);
+    if (probe.dialing && pgg_dial_abort(&probe.dial))
+      probe.dialing = probe.busy = false;
   }
+  pgg_upstream_stop();
   if (!g.configured)
     return;
   /* A job blocked in libpq would keep the loop (and the process) alive

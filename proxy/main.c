@@ -190,7 +190,8 @@ static int check_config(pgg_options *opt)
   if (tls_setup(opt))
     return 2;
   struct sockaddr_storage addr;
-  if (pgg_resolve(&opt->listen, &addr, true) || pgg_resolve(&opt->upstream, &addr, false)) {
+  if ((opt->listen.host[0] != '/' && pgg_resolve(&opt->listen, &addr, true)) ||
+      (opt->upstream.host[0] != '/' && pgg_resolve(&opt->upstream, &addr, false))) {
     fprintf(stderr, "pgguard: cannot resolve the listen or upstream address\n");
     return 2;
   }
@@ -240,7 +241,7 @@ static int run(pgg_options *opt)
   if (fd_limit(opt))
     return 2;
 
-  int err = pgg_resolve(&opt->upstream, &pgg_p.upstream_addr, false);
+  int err = pgg_upstream_resolve_now();
   if (err) {
     fprintf(stderr, "pgguard: cannot resolve upstream %s:%d: %s\n", opt->upstream.host,
             opt->upstream.port, uv_strerror(err));

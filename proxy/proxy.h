@@ -33,6 +33,7 @@ typedef struct {
   double client_login_timeout;  /* --client-login-timeout seconds; 0: none */
   double server_connect_timeout;/* --server-connect-timeout seconds; 0: none */
   int max_client_conn;          /* --max-client-conn; 0: no limit */
+  double dns_ttl;               /* --dns-ttl seconds; 0: resolve for every server connection */
   bool tcp_keepalive;           /* --tcp-keepalive */
   bool log_connections;         /* --log-connections */
   bool log_disconnections;      /* --log-disconnections */
@@ -58,11 +59,51 @@ void pgg_options_usage(FILE *f);
 void pgg_options_free(void);
 int pgg_hostport_parse(const char *s, pgg_hostport *out);
 
+/* A stream socket of either kind: TCP, or a Unix-domain socket. */
+typedef union {
+  uv_handle_t handle;
+  uv_stream_t stream;
+  uv_tcp_t tcp;
+  uv_pipe_t pipe;
+} pgg_sock;
+
+/* upstream.c: one connection attempt to the upstream, address after address. */
+typedef struct pgg_dial {
+  pgg_sock *sock;
+  void (*done)(struct pgg_dial *d, int status);
+  const char *log_prefix;   /* e.g. "conn=12 ", for the log lines */
+  uv_connect_t req;
+  size_t next, naddr;       /* the next address to try, of naddr */
+  int last_err;
+  bool waiting, resolved, connecting, closing, aborted;
+  struct pgg_dial *next_waiter;
+  char addr[128];           /* the address being tried, for logs */
+} pgg_dial;
+
+/*
+ * Connect sock to the upstream. done(d, 0): sock is open and connected, the
+ * caller's to close. done(d, err): every address failed (or the name does
+ * not resolve); sock is not open. Addresses come from the last lookup if it
+ * is younger than --dns-ttl, else from a new asynchronous one.
+ */
+void pgg_dial_start(pgg_dial *d, pgg_sock *sock, void (*done)(pgg_dial *, int),
+                    const char *log_prefix);
+/*
+ * Stop a dial that has not called done yet. true: stopped, done will not be
+ * called; false: done(d, UV_ECANCELED) follows once the socket is closed.
+ */
+bool pgg_dial_abort(pgg_dial *d);
+/* Resolve the upstream now, blocking (at start): 0 or a libuv error. */
+int pgg_upstream_resolve_now(void);
+bool pgg_upstream_is_unix(void);
+void pgg_upstream_stop(void);
+/* DIR/.s.PGSQL.PORT for a Unix-socket directory given as the host. */
+int pgg_unix_path(const pgg_hostport *hp, char *out, size_t n);
+
 /* ---- the loop-wide state ---- */
 typedef struct {
   uv_loop_t *loop;
   pgg_options *opt;
-  struct sockaddr_storage upstream_addr;
   pgg_tls_ctx *client_ctx;      /* TLS toward applications, or NULL */
   pgg_tls_ctx *upstream_ctx;    /* TLS toward PostgreSQL, or NULL (sslmode disable/allow) */
   bool shutting_down;
@@ -82,7 +123,8 @@ int pgg_listener_start(void);
 void pgg_listener_stop(void);
 
 /* conn.c */
-void pgg_conn_accept(uv_stream_t *server);
+/* Take an accepted socket (non-blocking); unix_socket: a Unix-domain one. */
+void pgg_conn_accept_fd(int fd, bool unix_socket);
 size_t pgg_conn_count(void);
 /* Capacity of every connection's growable buffers (read buffers excluded). */
 size_t pgg_conn_buffer_bytes(void);

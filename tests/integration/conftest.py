@@ -44,11 +44,21 @@ SANITIZER_PATTERNS = re.compile(
 sys.path.insert(0, str(HERE))
 
 
+_handed_out = set()
+
+
 def free_port():
-  """A loopback port nobody listens on right now."""
-  with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
+  """A loopback port nobody listens on right now, and not one this run handed
+  out already (the kernel may offer the same free port twice in a row, before
+  the first taker binds it)."""
+  for _ in range(100):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+      s.bind(("127.0.0.1", 0))
+      port = s.getsockname()[1]
+    if port not in _handed_out:
+      _handed_out.add(port)
+      return port
+  return port
 
 
 def wait_port(host, port, timeout, proc=None):

@@ -1,0 +1,290 @@
+/*
+ * upstream.c — reaching PostgreSQL: the upstream's addresses, re-resolved
+ * after --dns-ttl as PgBouncer's dns_max_ttl does, and a dialer that tries
+ * each address in turn (or the Unix socket .s.PGSQL.PORT in a directory).
+ */
+#include "proxy.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+#define MAX_ADDRS 16
+
+static struct {
+  struct sockaddr_storage addr[MAX_ADDRS];
+  size_t n;
+  bool have;                /* resolved at least once */
+  uint64_t resolved_ms;     /* uv_now of the last answer */
+  bool resolving;
+  uv_getaddrinfo_t req;
+  pgg_dial *waiters;        /* dials waiting for the answer */
+} up;
+
+bool pgg_upstream_is_unix(void)
+{
+  return pgg_p.opt->upstream.host[0] == '/';
+}
+
+int pgg_unix_path(const pgg_hostport *hp, char *out, size_t n)
+{
+  int len = snprintf(out, n, "%s/.s.PGSQL.%d", hp->host, hp->port);
+  return len < 0 || (size_t)len >= n ? PGG_ERR_CONFIG : PGG_OK;
+}
+
+static void addr_name(const struct sockaddr_storage *ss, char *out, size_t n)
+{
+  char host[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (ss->ss_family == AF_INET) {
+    uv_ip4_name((const struct sockaddr_in *)ss, host, sizeof host);
+    port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    snprintf(out, n, "%s:%d", host, port);
+  } else if (ss->ss_family == AF_INET6) {
+    uv_ip6_name((const struct sockaddr_in6 *)ss, host, sizeof host);
+    port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+    snprintf(out, n, "[%s]:%d", host, port);
+  } else {
+    snprintf(out, n, "?");
+  }
+}
+
+/* Keep the answer; says so in the log when the address list changed. */
+static void remember(const struct addrinfo *ai)
+{
+  struct sockaddr_storage next[MAX_ADDRS];
+  size_t n = 0;
+  for (; ai && n < MAX_ADDRS; ai = ai->ai_next) {
+    if (ai->ai_addrlen > sizeof next[0])
+      continue;
+    memset(&next[n], 0, sizeof next[n]);
+    memcpy(&next[n], ai->ai_addr, ai->ai_addrlen);
+    n++;
+  }
+  if (!n)
+    return;
+  bool changed = n != up.n || memcmp(next, up.addr, n * sizeof next[0]) != 0;
+  memcpy(up.addr, next, n * sizeof next[0]);
+  up.n = n;
+  up.resolved_ms = uv_now(pgg_p.loop);
+  if (changed && up.have) {
+    char list[MAX_ADDRS * 56] = "", one[56];
+    for (size_t i = 0; i < n; i++) {
+      addr_name(&up.addr[i], one, sizeof one);
+      if (i)
+        strcat(list, ",");
+      strcat(list, one);
+    }
+    pgg_log(PGG_LOG_INFO, "upstream_resolved", "host=%s addrs=%s",
+            pgg_logq(pgg_p.opt->upstream.host), list);
+  }
+  up.have = true;
+}
+
+int pgg_upstream_resolve_now(void)
+{
+  if (pgg_upstream_is_unix())
+    return 0;
+  uv_getaddrinfo_t req;
+  struct addrinfo hints = {0};
+  char port[16];
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  snprintf(port, sizeof port, "%d", pgg_p.opt->upstream.port);
+  int err = uv_getaddrinfo(pgg_p.loop, &req, NULL, pgg_p.opt->upstream.host, port, &hints);
+  if (err)
+    return err;
+  remember(req.addrinfo);
+  uv_freeaddrinfo(req.addrinfo);
+  return 0;
+}
+
+static bool fresh(void)
+{
+  if (!up.have)
+    return false;
+  double ttl = pgg_p.opt->dns_ttl;
+  return ttl > 0 && (double)(uv_now(pgg_p.loop) - up.resolved_ms) < ttl * 1000.0;
+}
+
+static void try_next(pgg_dial *d);
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+  up.resolving = false;
+  if (status == 0) {
+    remember(res);
+  } else if (status != UV_ECANCELED) {
+    /* The last answer stays in use: a resolver blip must not refuse every
+     * client while the database itself is fine. */
+    pgg_log(PGG_LOG_WARN, "upstream_resolve_failed", "host=%s reason=%s%s",
+            pgg_logq(pgg_p.opt->upstream.host), pgg_logq(uv_strerror(status)),
+            up.have ? " using=previous_addresses" : "");
+    up.resolved_ms = uv_now(pgg_p.loop);
+  }
+  uv_freeaddrinfo(res);
+  pgg_dial *w = up.waiters;
+  up.waiters = NULL;
+  while (w) {
+    pgg_dial *next = w->next_waiter;
+    w->next_waiter = NULL;
+    w->waiting = false;
+    w->resolved = true;
+    if (!up.have) {
+      w->last_err = status ? status : UV_EAI_NONAME;
+      w->done(w, w->last_err);
+    } else {
+      try_next(w);
+    }
+    w = next;
+  }
+}
+
+static void wait_for_addresses(pgg_dial *d)
+{
+  d->waiting = true;
+  d->next_waiter = up.waiters;
+  up.waiters = d;
+  if (up.resolving)
+    return;
+  struct addrinfo hints = {0};
+  char port[16];
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  snprintf(port, sizeof port, "%d", pgg_p.opt->upstream.port);
+  up.resolving = true;
+  int err = uv_getaddrinfo(pgg_p.loop, &up.req, on_resolved, pgg_p.opt->upstream.host, port,
+                           &hints);
+  if (err)
+    on_resolved(&up.req, err, NULL);
+}
+
+/* ---- the dialer ------------------------------------------------------------ */
+
+static void on_connect(uv_connect_t *req, int status);
+
+static void on_retry_closed(uv_handle_t *h)
+{
+  pgg_dial *d = h->data;
+  d->closing = false;
+  if (d->aborted) {
+    d->done(d, UV_ECANCELED);
+    return;
+  }
+  if (d->next >= d->naddr) {
+    d->done(d, d->last_err);
+    return;
+  }
+  try_next(d);
+}
+
+static void attempt_failed(pgg_dial *d, int status)
+{
+  d->last_err = status;
+  pgg_log(PGG_LOG_WARN, "upstream_connect_failed", "%supstream=%s:%d addr=%s reason=%s",
+          d->log_prefix, pgg_logq(pgg_p.opt->upstream.host), pgg_p.opt->upstream.port,
+          pgg_logq(d->addr), pgg_logq(uv_strerror(status)));
+  d->closing = true;
+  d->sock->handle.data = d;
+  uv_close(&d->sock->handle, on_retry_closed);
+}
+
+static void try_next(pgg_dial *d)
+{
+  int err;
+  d->req.data = d;
+  if (pgg_upstream_is_unix()) {
+    d->naddr = 1;
+    d->next = 1;
+    if (pgg_unix_path(&pgg_p.opt->upstream, d->addr, sizeof d->addr)) {
+      d->done(d, UV_ENAMETOOLONG);
+      return;
+    }
+    uv_pipe_init(pgg_p.loop, &d->sock->pipe, 0);
+    d->sock->handle.data = d;
+    d->connecting = true;
+    uv_pipe_connect(&d->req, &d->sock->pipe, d->addr, on_connect);
+    return;
+  }
+  if (!d->naddr) {
+    if (!d->resolved && !fresh()) {
+      wait_for_addresses(d);
+      return;
+    }
+    d->naddr = up.n;   /* this dial walks the list as it was when it began */
+  }
+  if (d->next >= d->naddr || d->next >= up.n) {
+    d->done(d, d->last_err ? d->last_err : UV_EAI_NONAME);
+    return;
+  }
+  const struct sockaddr_storage *a = &up.addr[d->next++];
+  addr_name(a, d->addr, sizeof d->addr);
+  uv_tcp_init(pgg_p.loop, &d->sock->tcp);
+  d->sock->handle.data = d;
+  d->connecting = true;
+  err = uv_tcp_connect(&d->req, &d->sock->tcp, (const struct sockaddr *)a, on_connect);
+  if (err) {
+    d->connecting = false;
+    attempt_failed(d, err);
+  }
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+  pgg_dial *d = req->data;
+  d->connecting = false;
+  if (d->aborted || status == UV_ECANCELED) {
+    if (!d->closing) {
+      d->closing = true;
+      d->aborted = true;
+      d->sock->handle.data = d;
+      uv_close(&d->sock->handle, on_retry_closed);
+    }
+    return;
+  }
+  if (status < 0) {
+    attempt_failed(d, status);
+    return;
+  }
+  pgg_log(PGG_LOG_DEBUG, "upstream_connected", "%saddr=%s", d->log_prefix, pgg_logq(d->addr));
+  d->done(d, 0);
+}
+
+void pgg_dial_start(pgg_dial *d, pgg_sock *sock, void (*done)(pgg_dial *, int),
+                    const char *log_prefix)
+{
+  memset(d, 0, sizeof *d);
+  d->sock = sock;
+  d->done = done;
+  d->log_prefix = log_prefix ? log_prefix : "";
+  try_next(d);
+}
+
+bool pgg_dial_abort(pgg_dial *d)
+{
+  if (d->waiting) {
+    for (pgg_dial **p = &up.waiters; *p; p = &(*p)->next_waiter)
+      if (*p == d) {
+        *p = d->next_waiter;
+        break;
+      }
+    d->waiting = false;
+    return true;
+  }
+  d->aborted = true;
+  if (d->closing)
+    return false;
+  /* Connecting: closing the handle cancels the request, whose callback
+   * (UV_ECANCELED) comes first; the close then reports the end. */
+  d->closing = true;
+  d->sock->handle.data = d;
+  uv_close(&d->sock->handle, on_retry_closed);
+  return false;
+}
+
+void pgg_upstream_stop(void)
+{
+  if (up.resolving)
+    uv_cancel((uv_req_t *)&up.req);
+}
