@@ -157,7 +157,7 @@ int pgg_metrics_render(const pgg_metrics *m, pgg_buf *out)
     err = err ? err : pgg_buf_printf(out, "process_start_time_seconds %.2f\n", m->process_start_time);
   }
   err = err ? err : labelled(out, "pgguard_clients_rejected_total", "counter",
-                             "Clients refused (max_client_conn) or closed before finishing start-up "
+                             "Clients refused (max_client_conn, fd_limit) or closed before finishing start-up "
                              "(login_timeout).", "reason", reject_names, m->clients_rejected,
                              PGG_REJECT__COUNT);
   err = err ? err : histogram(out, "pgguard_request_duration_seconds",

@@ -678,7 +678,7 @@ static void probe_tick(uv_timer_t *t)
     return;   /* a client's connection just showed it */
   probe.busy = true;
   probe.dialing = true;
-  pgg_dial_start(&probe.dial, &probe.sock, probe_connected, "probe ");
+  pgg_dial_start(&probe.dial, &probe.sock, probe_connected, "probe=yes ");
 }
 
 /* ---- start, reload, stop --------------------------------------------------- */

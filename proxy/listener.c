@@ -85,12 +85,14 @@ static void open_reserve(void)
     l.reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
+static void on_readable(uv_poll_t *p, int status, int events);
+
 static void on_pause_over(uv_timer_t *t)
 {
   (void)t;
   open_reserve();
   if (l.on)
-    uv_poll_start(&l.poll, UV_READABLE, NULL);
+    uv_poll_start(&l.poll, UV_READABLE, on_readable);
 }
 
 /*

@@ -182,9 +182,10 @@ static void on_retry_closed(uv_handle_t *h)
 static void attempt_failed(pgg_dial *d, int status)
 {
   d->last_err = status;
-  pgg_log(PGG_LOG_WARN, "upstream_connect_failed", "%supstream=%s:%d addr=%s reason=%s",
-          d->log_prefix, pgg_logq(pgg_p.opt->upstream.host), pgg_p.opt->upstream.port,
-          pgg_logq(d->addr), pgg_logq(uv_strerror(status)));
+  char name[300];
+  snprintf(name, sizeof name, "%s:%d", pgg_p.opt->upstream.host, pgg_p.opt->upstream.port);
+  pgg_log(PGG_LOG_WARN, "upstream_connect_failed", "%supstream=%s addr=%s reason=%s",
+          d->log_prefix, pgg_logq(name), pgg_logq(d->addr), pgg_logq(uv_strerror(status)));
   d->closing = true;
   d->sock->handle.data = d;
   uv_close(&d->sock->handle, on_retry_closed);

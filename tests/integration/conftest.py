@@ -75,6 +75,22 @@ def wait_port(host, port, timeout, proc=None):
   return False
 
 
+def wait_unix(path, timeout, proc=None):
+  """True once the Unix socket at path accepts; False on timeout or if proc exits."""
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    if proc is not None and proc.poll() is not None:
+      return False
+    try:
+      with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(1)
+        s.connect(path)
+        return True
+    except OSError:
+      time.sleep(0.05)
+  return False
+
+
 def as_postgres(cmd):
   """PostgreSQL's server tools refuse to run as root; run them as the postgres user then."""
   if os.geteuid() == 0:
@@ -467,7 +483,7 @@ def pgguard(pg, tmp_path):
   started = []
 
   def start(*args, env=None, upstream=None, expect_fail=False, listen=None, admin_listen=None,
-            timeout=10.0):
+            timeout=10.0, prefix=None):
     port = free_port()
     admin_port = free_port()
     argv = [binary,
@@ -484,7 +500,7 @@ def pgguard(pg, tmp_path):
     penv.update(env or {})
     logpath = tmp_path / ("pgguard-%d.log" % len(started))
     logf = open(logpath, "wb")
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(list(prefix or []) + argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
                             env=penv, cwd=str(tmp_path))
     logf.close()
     inst = Pgguard(proc, argv, port, admin_port, logpath, dict(pg.defaults))
@@ -495,6 +511,13 @@ def pgguard(pg, tmp_path):
       except subprocess.TimeoutExpired:
         raise AssertionError("pgguard was expected to fail but still runs after %.0fs: %s\nlog:\n%s"
                              % (timeout, argv, inst.log[-3000:]))
+      return inst
+    if listen and listen.startswith("/"):
+      # A Unix-socket directory: wait for the socket file to accept.
+      sockdir, sockport = listen.rsplit(":", 1)
+      if not wait_unix(os.path.join(sockdir, ".s.PGSQL." + sockport), timeout, proc):
+        raise AssertionError("pgguard did not accept on %s within %.0fs (exit %r): %s\nlog:\n%s"
+                             % (listen, timeout, proc.poll(), argv, inst.log[-3000:]))
       return inst
     if not wait_port("127.0.0.1", port, timeout, proc):
       raise AssertionError("pgguard did not accept on port %d within %.0fs (exit %r): %s\nlog:\n%s"
