@@ -415,7 +415,7 @@ def test_psql_channel_binding_require_through_pgguard_presenting_the_servers_cer
 
 
 @pytest.mark.parametrize("sslmode", ["prefer", "require"])
-def test_libpq_default_channel_binding_prefer_binds_through_pgguard_presenting_the_servers_certificate(
+def test_libpq_default_channel_binding_prefer_binds_with_the_servers_certificate(
     pgguard, tls_pg, certs, sslmode):
   # libpq's defaults (channel_binding=prefer; sslmode=prefer needs no plaintext retry here).
   g = start_guard(pgguard, tls_pg, certs, cert="server")
@@ -518,7 +518,7 @@ def test_node_postgres_with_channel_binding_enabled_gets_the_28000_refusal(pggua
   assert out["connectError"]["message"] == CB_REFUSED
 
 
-def test_node_postgres_with_channel_binding_binds_through_pgguard_presenting_the_servers_certificate(
+def test_node_postgres_channel_binding_binds_with_the_servers_certificate(
     pgguard, tls_pg, certs):
   g = start_guard(pgguard, tls_pg, certs, cert="server")
   out = run_node_client(g, certs, enableChannelBinding=True)
