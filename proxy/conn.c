@@ -852,8 +852,10 @@ static void startup_bytes(conn *c, const uint8_t *p, size_t n)
 
 /*
  * A SASLInitialResponse for plain SCRAM whose GS2 header is "y": the client
- * could bind to its TLS channel but thinks the server cannot. PostgreSQL,
- * itself on TLS toward pgguard, refuses that as a downgrade attack.
+ * could bind to its TLS channel but thinks the server cannot (pgguard took
+ * SCRAM-SHA-256-PLUS out of the offer). PostgreSQL, itself on TLS toward
+ * pgguard, refuses that as a downgrade attack, and the flag is inside the
+ * SCRAM proof, so pgguard cannot rewrite it.
  */
 static bool sasl_claims_binding(const uint8_t *body, size_t len)
 {
@@ -967,12 +969,16 @@ static void client_bytes(conn *c, const uint8_t *p, size_t n, uint32_t flags)
     }
     pos += used;
     if (r == PGG_FRAME_MSG) {
+      /* With the server's own certificate the offer went through whole:
+       * a "y" then is the client's own business with PostgreSQL. */
       if (m.type == 'p' && !c->ready_seen && m.body && c->cl.tls && c->sv.tls &&
-          sasl_claims_binding(m.body, m.body_len)) {
+          sasl_claims_binding(m.body, m.body_len) &&
+          !pgg_tls_binding_passes(c->cl.tls, c->sv.tls)) {
         send_fatal(c, "28000",
                    "SCRAM channel binding cannot pass through pgguard, which terminates TLS",
                    "The client supports channel binding; PostgreSQL would reject its login as a "
-                   "downgrade. Connect with channel_binding=disable.");
+                   "downgrade. Connect with channel_binding=disable. Channel binding passes "
+                   "through pgguard only when it presents PostgreSQL's own certificate.");
         conn_close(c, "client asked for SCRAM channel binding through terminated TLS");
         return;
       }
@@ -1151,10 +1157,36 @@ static void cycle_done(conn *c, const pgg_cycle *done, char before, char status)
 enum { FORWARD, DROP, REPLACE };
 
 /*
+ * Whether channel binding passes is known only once PostgreSQL has shown its
+ * certificate, so it is said at the first TLS client's login, and again
+ * whenever the answer changes (a certificate rotated on either side);
+ * otherwise per connection at debug level.
+ */
+static void log_binding(const conn *c, bool passes)
+{
+  static int last = -1;
+  if (last == (int)passes) {
+    pgg_log(PGG_LOG_DEBUG, "channel_binding", "conn=%llu passes=%s", (unsigned long long)c->id,
+            passes ? "yes" : "no");
+    return;
+  }
+  last = passes;
+  pgg_log(PGG_LOG_INFO, "channel_binding", "conn=%llu passes=%s why=%s",
+          (unsigned long long)c->id, passes ? "yes" : "no",
+          pgg_logq(passes ? "pgguard presents PostgreSQL's own certificate: SCRAM-SHA-256-PLUS "
+                            "passes through untouched"
+                          : "the certificate pgguard presents is not PostgreSQL's: "
+                            "SCRAM-SHA-256-PLUS is withheld, and libpq clients on TLS need "
+                            "channel_binding=disable"));
+}
+
+/*
  * With TLS toward PostgreSQL, the server offers SCRAM-SHA-256-PLUS, whose
- * channel binding ties the client's proof to the server's TLS session; the
- * client's session ends at pgguard, so that proof could never verify. Offer
- * the client plain SCRAM instead.
+ * channel binding ties the client's proof to the server's certificate. The
+ * client's TLS session ends at pgguard and binds to the certificate pgguard
+ * presents: when that is PostgreSQL's own, byte for byte, the proof verifies
+ * and the offer passes untouched; otherwise it could never verify, and the
+ * client is offered plain SCRAM instead.
  */
 static int sasl_without_plus(conn *c, const pgg_msg *m)
 {
@@ -1170,6 +1202,14 @@ static int sasl_without_plus(conn *c, const pgg_msg *m)
   if (pgg_sasl_strip_plus(m->body, m->body_len, &body, &changed) || !changed) {
     pgg_buf_free(&body);
     return FORWARD;
+  }
+  if (c->cl.tls) {
+    bool passes = pgg_tls_binding_passes(c->cl.tls, c->sv.tls);
+    log_binding(c, passes);
+    if (passes) {
+      pgg_buf_free(&body);
+      return FORWARD;
+    }
   }
   pgg_buf_reset(&c->replace);
   pgg_buf_append_u8(&c->replace, 'R');

@@ -184,6 +184,26 @@ static int tls_setup(pgg_options *opt)
   return rc;
 }
 
+/*
+ * libpq's default channel_binding=prefer cannot log in through pgguard when
+ * both legs are TLS with different certificates, and pgguard cannot mend
+ * that: the client's "y" flag is inside the SCRAM proof. Whether the
+ * certificates differ shows only at the first login, so say it up front.
+ */
+static void log_channel_binding(void)
+{
+  if (!pgg_p.client_ctx || !pgg_p.upstream_ctx)
+    return;
+  pgg_log(PGG_LOG_INFO, "channel_binding_limit", "note=%s ways_out=%s",
+          pgg_logq("libpq clients on TLS with the default channel_binding=prefer cannot log in "
+                   "with SCRAM when the leg to PostgreSQL is TLS as well, unless pgguard presents "
+                   "PostgreSQL's own certificate (checked at each login; then "
+                   "SCRAM-SHA-256-PLUS passes through)"),
+          pgg_logq("PostgreSQL's own certificate and key as --tls-cert and --tls-key; "
+                   "a plaintext leg to PostgreSQL (--upstream-sslmode=disable); "
+                   "or channel_binding=disable on the clients"));
+}
+
 static int check_config(pgg_options *opt)
 {
   pgg_p.loop = uv_default_loop();
@@ -249,6 +269,7 @@ static int run(pgg_options *opt)
   }
   if (tls_setup(opt))
     return 2;
+  log_channel_binding();
   /* Signals first: a supervisor may signal as soon as the port accepts. */
   uv_timer_init(pgg_p.loop, &drain_timer);
   uv_signal_init(pgg_p.loop, &sig_term);

@@ -10,6 +10,7 @@
 #include <openssl/x509v3.h>
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -742,4 +743,44 @@ int pgg_sasl_strip_plus(const uint8_t *body, size_t len, pgg_buf *out_body,
   }
   *changed = removed;
   return PGG_OK;
+}
+
+bool pgg_channel_binding_passes(const uint8_t *presented, size_t presented_len,
+                                const uint8_t *served, size_t served_len)
+{
+  if (!presented || !served || presented_len == 0 || presented_len != served_len)
+    return false;
+  return memcmp(presented, served, presented_len) == 0;
+}
+
+/* A certificate's DER encoding in a fresh allocation (OPENSSL_free it), or NULL. */
+static uint8_t *cert_der(X509 *x, size_t *len)
+{
+  *len = 0;
+  if (!x)
+    return NULL;
+  uint8_t *der = NULL;
+  int n = i2d_X509(x, &der);
+  if (n <= 0) {
+    ERR_clear_error();
+    return NULL;
+  }
+  *len = (size_t)n;
+  return der;
+}
+
+bool pgg_tls_binding_passes(const pgg_tls *client_leg, const pgg_tls *server_leg)
+{
+  if (!client_leg || !server_leg || !pgg_tls_established(client_leg) ||
+      !pgg_tls_established(server_leg))
+    return false;
+  assert(client_leg->ctx->server && !server_leg->ctx->server);
+  size_t plen, slen;
+  /* What this handshake actually sent the client, and what PostgreSQL sent us. */
+  uint8_t *presented = cert_der(SSL_get_certificate(client_leg->ssl), &plen);
+  uint8_t *served = cert_der(SSL_get0_peer_certificate(server_leg->ssl), &slen);
+  bool passes = pgg_channel_binding_passes(presented, plen, served, slen);
+  OPENSSL_free(presented);
+  OPENSSL_free(served);
+  return passes;
 }

@@ -98,9 +98,10 @@ const char *pgg_tls_cipher(const pgg_tls *t);
 
 /*
  * SCRAM channel binding cannot work when TLS is terminated at the proxy (the
- * client binds to pgguard's certificate, the server to its own), so the
- * AuthenticationSASL body (int32 10, then NUL-terminated mechanism names and
- * an empty one) is rewritten into out_body without any "-PLUS" mechanism;
+ * client binds to pgguard's certificate, the server to its own; but see the
+ * exception below), so the AuthenticationSASL body (int32 10, then
+ * NUL-terminated mechanism names and an empty one) is rewritten into
+ * out_body without any "-PLUS" mechanism;
  * clients then fall back to plain SCRAM-SHA-256. The rewritten body is
  * appended to out_body (the caller frames it: 'R' and the new length);
  * *changed says whether anything was removed. A body that is not a
@@ -108,5 +109,27 @@ const char *pgg_tls_cipher(const pgg_tls *t);
  */
 int pgg_sasl_strip_plus(const uint8_t *body, size_t len, pgg_buf *out_body,
                         bool *changed);
+
+/*
+ * The exception: channel binding type tls-server-end-point (RFC 5929), the
+ * only one PostgreSQL offers, binds to a hash of the server's certificate
+ * alone. When the certificate pgguard presents to the client is
+ * byte-for-byte the one PostgreSQL presents to pgguard, the client's binding
+ * data is what PostgreSQL expects, and SCRAM-SHA-256-PLUS can pass through
+ * untouched.
+ *
+ * The decision, pure: presented is the DER certificate pgguard showed this
+ * client, served the one PostgreSQL showed pgguard; NULL or empty for a leg
+ * without TLS. True only when both are there and equal.
+ */
+bool pgg_channel_binding_passes(const uint8_t *presented, size_t presented_len,
+                                const uint8_t *served, size_t served_len);
+
+/*
+ * The same for two connections: client_leg (pgguard the TLS server) and
+ * server_leg (pgguard the TLS client), either NULL for a plaintext leg.
+ * False until both handshakes completed, and when memory runs out.
+ */
+bool pgg_tls_binding_passes(const pgg_tls *client_leg, const pgg_tls *server_leg);
 
 #endif

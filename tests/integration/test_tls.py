@@ -25,9 +25,10 @@ FAILURES = "pgguard_tls_handshake_failures_total"
 
 # --- helpers -------------------------------------------------------------------
 
-def start_guard(pgguard, tls_pg, certs, *args, cert="server", upstream=None):
-  """pgguard in front of tls_pg offering certificate `cert` (None: no --tls-cert); its
-  connection defaults are tls_pg's superuser. upstream defaults to 127.0.0.1:PORT."""
+def start_guard(pgguard, tls_pg, certs, *args, cert="pgguard", upstream=None):
+  """pgguard in front of tls_pg offering certificate `cert` (None: no --tls-cert); the default
+  is pgguard's own, not the one tls_pg serves ("server"). Its connection defaults are tls_pg's
+  superuser. upstream defaults to 127.0.0.1:PORT."""
   argv = []
   if cert:
     argv += ["--tls-cert", certs.crt(cert), "--tls-key", certs.key(cert)]
@@ -291,15 +292,30 @@ def test_plaintext_bytes_sent_with_the_ssl_request_are_never_executed(pgguard, t
 
 
 # --- SCRAM and channel binding -------------------------------------------------
+# pgguard presenting its own certificate (start_guard's default): SCRAM-SHA-256-PLUS is withheld,
+# and libpq's default channel_binding=prefer cannot log in over TLS on both legs.
 
 def test_tls_client_with_default_channel_binding_and_tls_upstream_gets_clear_28000(
     pgguard, tls_pg, certs):
   g = start_guard(pgguard, tls_pg, certs)
+  # Said at start, before any login could tell whether the certificates differ.
+  start_line = re.search(r"event=channel_binding_limit note=(\"[^\"]*\") ways_out=(\"[^\"]*\")",
+                         g.log)
+  assert start_line, g.log
+  assert "channel_binding=prefer" in start_line.group(1), start_line.group(0)
+  for way_out in ("PostgreSQL's own certificate and key as --tls-cert and --tls-key",
+                  "--upstream-sslmode=disable", "channel_binding=disable on the clients"):
+    assert way_out in start_line.group(2), start_line.group(0)
   # libpq default channel_binding=prefer; sslmode=require so libpq does not retry in plaintext.
+  started = time.monotonic()
   err = connect_error(g, **verified(certs, sslmode="require"))
+  assert time.monotonic() - started < 5, "the refusal took %.1fs" % (time.monotonic() - started)
   assert CB_REFUSED in err, err
   assert "channel_binding=disable" in err, err
+  assert "only when it presents PostgreSQL's own certificate" in err, err
   g.wait_log(r"client asked for SCRAM channel binding")
+  g.wait_log(r"event=channel_binding conn=\d+ passes=no why=\"the certificate pgguard presents is "
+             r"not PostgreSQL's")
 
   # On the wire: PLUS is stripped from the list, and a "y" GS2 header earns FATAL 28000.
   with tls_raw(tls_pg, certs) as direct:
@@ -327,6 +343,13 @@ def test_tls_client_channel_binding_require_fails_in_libpq(pgguard, tls_pg, cert
   err = connect_error(g, **verified(certs, channel_binding="require"))
   assert "channel binding" in err, err
   assert "channel binding is required, but server did not offer" in err, err
+  # psql too, promptly and with libpq's own message.
+  started = time.monotonic()
+  r = g.psql(sql="SELECT 1", timeout=30, **verified(certs, channel_binding="require"))
+  assert time.monotonic() - started < 5, "psql took %.1fs" % (time.monotonic() - started)
+  assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+  assert "channel binding is required, but server did not offer" in r.stderr, r.stderr
+  assert g.returncode is None
 
 
 def test_libpq_sslmode_prefer_retries_in_plaintext_after_the_channel_binding_refusal(
@@ -345,11 +368,17 @@ def test_libpq_sslmode_prefer_retries_in_plaintext_after_the_channel_binding_ref
   assert CB_REFUSED in err and "pgguard requires TLS" in err, err
 
 
-def test_plaintext_client_with_tls_upstream_does_plain_scram(pgguard, tls_pg, certs):
-  g = start_guard(pgguard, tls_pg, certs, cert=None)
+@pytest.mark.parametrize("cert", [None, "server"])
+def test_plaintext_client_with_tls_upstream_does_plain_scram(pgguard, tls_pg, certs, cert):
+  # With or without a certificate (even the server's own) for TLS clients.
+  g = start_guard(pgguard, tls_pg, certs, cert=cert)
   for cb in ("prefer", "disable"):
     client_on, server_on, version = session(g, sslmode="disable", channel_binding=cb)
     assert (client_on, server_on) == (False, True) and TLS_VERSION.match(version)
+  with RawConn(g.host, g.port) as raw:
+    assert sasl_mechanisms(raw, tls_pg.superuser) == ["SCRAM-SHA-256"]
+  if cert is None:
+    assert "channel_binding_limit" not in g.log, g.log
 
 
 def test_tls_client_with_plaintext_upstream_works_unless_binding_required(pgguard, tls_pg, certs):
@@ -358,6 +387,81 @@ def test_tls_client_with_plaintext_upstream_works_unless_binding_required(pgguar
     assert session(g, **verified(certs, channel_binding=cb)) == (True, False, None), cb
   err = connect_error(g, **verified(certs, channel_binding="require"))
   assert "channel binding is required" in err, err
+  # Nothing to warn about: PostgreSQL's leg cannot be TLS.
+  assert "channel_binding_limit" not in g.log, g.log
+
+
+# pgguard presenting PostgreSQL's own certificate and key: channel binding works end to end.
+
+def test_psql_channel_binding_require_through_pgguard_presenting_the_servers_certificate(
+    pgguard, tls_pg, certs):
+  g = start_guard(pgguard, tls_pg, certs, "--upstream-sslmode", "verify-full",
+                  "--upstream-ca", certs.ca, cert="server", upstream="localhost:%d" % tls_pg.port)
+  r = g.psql("-qtA", "-c", "\\conninfo", sql=SSL_SQL + " AND 6 * 7 = 42",
+             **verified(certs, channel_binding="require"))
+  assert r.returncode == 0, r.stderr + "\npgguard log:\n" + g.log[-3000:]
+  assert re.search(r"SSL connection \(protocol: TLSv1\.[23],", r.stdout), r.stdout
+  on, version = r.stdout.strip().splitlines()[-1].split("|")
+  assert on == "t" and TLS_VERSION.match(version), r.stdout
+  g.wait_log(r"event=channel_binding conn=\d+ passes=yes why=\"pgguard presents PostgreSQL's own "
+             r"certificate")
+  assert "client asked for SCRAM channel binding" not in g.log
+  # The offer went through untouched, -PLUS and all.
+  with tls_raw(tls_pg, certs) as direct:
+    want = sasl_mechanisms(direct, tls_pg.superuser)
+  with tls_raw(g, certs) as raw:
+    assert sasl_mechanisms(raw, tls_pg.superuser) == want
+  assert "SCRAM-SHA-256-PLUS" in want
+
+
+@pytest.mark.parametrize("sslmode", ["prefer", "require"])
+def test_libpq_default_channel_binding_prefer_binds_with_the_servers_certificate(
+    pgguard, tls_pg, certs, sslmode):
+  # libpq's defaults (channel_binding=prefer; sslmode=prefer needs no plaintext retry here).
+  g = start_guard(pgguard, tls_pg, certs, cert="server")
+  conn = g.connect(sslmode=sslmode)
+  try:
+    assert conn.info.ssl_in_use
+    with conn.cursor() as cur:
+      cur.execute(SSL_SQL)
+      on, version = cur.fetchone()
+      assert on is True and TLS_VERSION.match(version)
+  finally:
+    conn.close()
+  assert "client asked for SCRAM channel binding" not in g.log
+  g.wait_log(r"passes=yes")
+  # And channel_binding=disable still does plain SCRAM.
+  assert session(g, sslmode="require", channel_binding="disable")[:2] == (True, True)
+
+
+def test_scram_y_flag_with_the_servers_certificate_gets_postgresql_downgrade_verdict(
+    pgguard, tls_pg, certs):
+  # -PLUS was offered, so a client that claims "y" is PostgreSQL's to refuse, not pgguard's.
+  g = start_guard(pgguard, tls_pg, certs, cert="server")
+  with tls_raw(g, certs) as raw:
+    assert "SCRAM-SHA-256-PLUS" in sasl_mechanisms(raw, tls_pg.superuser)
+    first = b"y,,n=,r=" + os.urandom(12).hex().encode()
+    raw.send(message(b"p", b"SCRAM-SHA-256\0" + struct.pack("!i", len(first)) + first))
+    m = raw.read_msg()
+    assert m.type == b"E", m
+    assert m.fields["C"] == "28000" and m.fields["M"] != CB_REFUSED, m.fields
+    assert "SCRAM channel binding negotiation error" in m.fields["M"], m.fields
+    assert "this server does support channel binding" in m.fields["D"], m.fields
+    assert raw.wait_closed(timeout=5)
+  assert "client asked for SCRAM channel binding" not in g.log
+
+
+def test_channel_binding_is_decided_at_each_login_as_the_servers_certificate_changes(
+    pgguard, tls_pg, certs, served_cert):
+  g = start_guard(pgguard, tls_pg, certs, cert="server")
+  assert session(g, **verified(certs, channel_binding="require"))[:2] == (True, True)
+  # PostgreSQL now serves another certificate: pgguard's is no longer the server's.
+  served_cert("foreign")
+  err = connect_error(g, **verified(certs, channel_binding="require"))
+  assert "channel binding is required, but server did not offer" in err, err
+  assert session(g, **verified(certs, channel_binding="disable"))[:2] == (True, True)
+  lines = re.findall(r"event=channel_binding conn=\d+ passes=(yes|no)", g.log)
+  assert lines == ["yes", "no"], g.log
 
 
 # --- other clients -------------------------------------------------------------
@@ -412,6 +516,15 @@ def test_node_postgres_with_channel_binding_enabled_gets_the_28000_refusal(pggua
   out = run_node_client(g, certs, enableChannelBinding=True)
   assert out.get("connectError", {}).get("code") == "28000", out
   assert out["connectError"]["message"] == CB_REFUSED
+
+
+def test_node_postgres_channel_binding_binds_with_the_servers_certificate(
+    pgguard, tls_pg, certs):
+  g = start_guard(pgguard, tls_pg, certs, cert="server")
+  out = run_node_client(g, certs, enableChannelBinding=True)
+  assert "connectError" not in out, out
+  assert out["serverLeg"]["ssl"] is True and out["answer"] == 42, out
+  assert "passes=yes" in g.log
 
 
 # --- bad settings --------------------------------------------------------------

@@ -1,5 +1,6 @@
 # TLS fixtures for test_tls.py: certificates made at run time (two CAs; server certificates that
-# are good, expired, for another host, from the other CA) and a PostgreSQL 15 cluster with ssl=on.
+# are good, expired, for another host, from the other CA; one of pgguard's own) and a PostgreSQL 15
+# cluster with ssl=on.
 import datetime
 import os
 import shutil
@@ -106,11 +107,13 @@ def _make_expired_leaf(d, name, ca):
 
 
 def make_certs(d):
-  """ca, other_ca; server (localhost + 127.0.0.1, by ca), otherhost (DNS:otherhost only, by ca),
+  """ca, other_ca; server (localhost + 127.0.0.1, by ca), pgguard (the same names, by ca, another
+  key: pgguard's own certificate, not the server's), otherhost (DNS:otherhost only, by ca),
   expired (localhost, by ca, expired yesterday), foreign (localhost, by other_ca)."""
   _make_ca(d, "ca", "pgguard-test-ca")
   _make_ca(d, "other_ca", "pgguard-other-ca")
   _make_leaf(d, "server", "localhost", LOCALHOST_SAN, "ca")
+  _make_leaf(d, "pgguard", "localhost", LOCALHOST_SAN, "ca")
   _make_leaf(d, "otherhost", "otherhost", "DNS:otherhost", "ca")
   _make_leaf(d, "foreign", "localhost", LOCALHOST_SAN, "other_ca")
   _make_expired_leaf(d, "expired", "ca")

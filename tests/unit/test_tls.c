@@ -775,3 +775,88 @@ TEST(sasl_strip_rejects_malformed_bodies_and_leaves_output_alone)
   CHECK(out.len == 4 && memcmp(out.data, "keep", 4) == 0);
   pgg_buf_free(&out);
 }
+
+/* ---- SCRAM channel binding through pgguard ------------------------------------ */
+
+TEST(channel_binding_passes_only_for_the_same_certificate_bytes_on_both_legs)
+{
+  static const uint8_t cert[] = {0x30, 0x82, 0x01, 0x0a, 0x02, 0x01, 0x07};
+  static const uint8_t other[] = {0x30, 0x82, 0x01, 0x0a, 0x02, 0x01, 0x08};
+  static const uint8_t longer[] = {0x30, 0x82, 0x01, 0x0a, 0x02, 0x01, 0x07, 0x00};
+  struct {
+    const char *why;
+    const uint8_t *presented;
+    size_t plen;
+    const uint8_t *served;
+    size_t slen;
+    bool passes;
+  } cases[] = {
+    {"the same bytes", cert, sizeof cert, cert, sizeof cert, true},
+    {"the last byte differs", cert, sizeof cert, other, sizeof other, false},
+    {"the server's is longer", cert, sizeof cert, longer, sizeof longer, false},
+    {"pgguard's is longer", longer, sizeof longer, cert, sizeof cert, false},
+    {"plaintext client leg", NULL, 0, cert, sizeof cert, false},
+    {"plaintext server leg", cert, sizeof cert, NULL, 0, false},
+    {"both plaintext", NULL, 0, NULL, 0, false},
+    {"empty certificates", cert, 0, cert, 0, false},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    bool got = pgg_channel_binding_passes(cases[i].presented, cases[i].plen, cases[i].served,
+                                          cases[i].slen);
+    if (got != cases[i].passes)
+      fprintf(stderr, "  case \"%s\": got %d\n", cases[i].why, got);
+    CHECK(got == cases[i].passes);
+  }
+}
+
+/*
+ * pgguard's two legs as two pairs: on the client leg pgguard (p->srv)
+ * presents pgguard_cert; on the server leg PostgreSQL (q->srv) presents
+ * server_cert to pgguard (q->cli). All certificates share one key.
+ */
+static bool legs_pass(const char *pgguard_cert, const char *server_cert)
+{
+  pair p, q;
+  int prc = pair_handshake(&p, pgguard_cert, "server.key", PGG_SSLMODE_REQUIRE, NULL,
+                           "localhost");
+  int qrc = pair_handshake(&q, server_cert, "server.key", PGG_SSLMODE_REQUIRE, NULL,
+                           "localhost");
+  bool ok = prc == PGG_OK && qrc == PGG_OK;
+  CHECK(ok && pgg_tls_established(p.srv) && pgg_tls_established(q.cli));
+  bool passes = ok && pgg_tls_binding_passes(p.srv, q.cli);
+  pair_free(&p);
+  pair_free(&q);
+  return passes;
+}
+
+TEST(channel_binding_passes_when_pgguard_presents_the_servers_own_certificate)
+{
+  CHECK(legs_pass("server.pem", "server.pem"));
+  CHECK(legs_pass("foreign.pem", "foreign.pem"));
+}
+
+TEST(channel_binding_is_stripped_for_another_certificate_even_with_the_same_key_and_name)
+{
+  /* Same key, subject and names, other issuer or dates: another hash. */
+  CHECK(!legs_pass("server.pem", "foreign.pem"));
+  CHECK(!legs_pass("foreign.pem", "server.pem"));
+  CHECK(!legs_pass("server.pem", "expired.pem"));
+}
+
+TEST(channel_binding_does_not_pass_without_tls_or_before_the_handshakes)
+{
+  pair p;
+  REQUIRE(pair_open(&p, "server.pem", "server.key", PGG_SSLMODE_REQUIRE, NULL,
+                    "localhost") == PGG_OK);
+  REQUIRE(pair_start(&p, "localhost") == PGG_OK);
+  /* Both connections exist, but nothing was exchanged yet. */
+  CHECK(!pgg_tls_binding_passes(p.srv, p.cli));
+  pump(&p);
+  REQUIRE(pgg_tls_established(p.srv) && pgg_tls_established(p.cli));
+  /* Back to back, p.cli received exactly what p.srv presented. */
+  CHECK(pgg_tls_binding_passes(p.srv, p.cli));
+  CHECK(!pgg_tls_binding_passes(NULL, p.cli));
+  CHECK(!pgg_tls_binding_passes(p.srv, NULL));
+  CHECK(!pgg_tls_binding_passes(NULL, NULL));
+  pair_free(&p);
+}
