@@ -734,7 +734,9 @@ static void startup_packet(conn *c)
   switch (st.kind) {
   case PGG_STARTUP_SSL:
     pgg_buf_reset(&c->startup);
-    if (pgg_p.client_ctx && !c->cl.tls && pgg_p.opt->client_tls != PGG_CLIENT_TLS_DISABLE) {
+    /* Never TLS on a Unix socket: PostgreSQL answers N there too. */
+    if (pgg_p.client_ctx && !c->cl.tls && !c->cl.unix_socket &&
+        pgg_p.opt->client_tls != PGG_CLIENT_TLS_DISABLE) {
       if (pgg_tls_new(pgg_p.client_ctx, NULL, &c->cl.tls)) {
         conn_close(c, "cannot create a TLS session");
         return;
@@ -765,7 +767,7 @@ static void startup_packet(conn *c)
     connect_upstream(c);
     return;
   case PGG_STARTUP_MESSAGE:
-    if (!c->cl.tls && pgg_p.opt->client_tls == PGG_CLIENT_TLS_REQUIRE) {
+    if (!c->cl.tls && !c->cl.unix_socket && pgg_p.opt->client_tls == PGG_CLIENT_TLS_REQUIRE) {
       send_fatal(c, "28000", "pgguard requires TLS: connect with sslmode=require or stronger",
                  "This pgguard is started with --client-tls=require.");
       conn_close(c, "plaintext client refused");

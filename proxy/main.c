@@ -192,7 +192,7 @@ static int tls_setup(pgg_options *opt)
  */
 static void log_channel_binding(void)
 {
-  if (!pgg_p.client_ctx || !pgg_p.upstream_ctx)
+  if (!pgg_p.client_ctx || !pgg_p.upstream_ctx || pgg_upstream_is_unix())
     return;
   pgg_log(PGG_LOG_INFO, "channel_binding_limit", "note=%s ways_out=%s",
           pgg_logq("libpq clients on TLS with the default channel_binding=prefer cannot log in "
@@ -200,7 +200,7 @@ static void log_channel_binding(void)
                    "PostgreSQL's own certificate (checked at each login; then "
                    "SCRAM-SHA-256-PLUS passes through)"),
           pgg_logq("PostgreSQL's own certificate and key as --tls-cert and --tls-key; "
-                   "a plaintext leg to PostgreSQL (--upstream-sslmode=disable); "
+                   "a leg to PostgreSQL without TLS (its Unix socket, or --upstream-sslmode=disable); "
                    "or channel_binding=disable on the clients"));
 }
 

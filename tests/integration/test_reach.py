@@ -202,3 +202,20 @@ def test_clients_past_the_fd_limit_are_answered_counted_and_logged(pg, appdb, pg
   keep.close()
   # Once descriptors are free again, new clients are served.
   assert g.psql("-tA", sql="select 9", **appdb).stdout.strip() == "9"
+
+
+def test_no_tls_on_a_unix_socket_even_with_client_tls_require(pg, appdb, pgguard, tmp_path):
+  from tls_fixtures import make_certs
+  certs = make_certs(tmp_path)
+  d = short_dir()
+  port = free_port()
+  pgguard("--tls-cert", certs.crt("pgguard"), "--tls-key", certs.key("pgguard"),
+          "--client-tls", "require", listen="%s:%d" % (d, port))
+  # PostgreSQL answers N to an SSLRequest on its Unix socket; so does pgguard.
+  with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+    s.connect(os.path.join(d, ".s.PGSQL.%d" % port))
+    s.sendall(b"\x00\x00\x00\x08\x04\xd2\x16\x2f")
+    assert s.recv(1) == b"N"
+  r = unix_endpoint(d, port, pg).psql("-tA", sql="select 3", **appdb)
+  assert r.returncode == 0, r.stderr
+  assert r.stdout.strip() == "3"
