@@ -170,11 +170,19 @@ def test_kubernetes_sidecar_reads_its_config_schema_and_admin_url_from_mounted_f
   assert "admin_url" not in ini, "the admin URL belongs in the Secret, not the ConfigMap"
   assert "PGGUARD_ADMIN_URL" not in json.dumps(sidecar.get("env", []))
 
-  # The application connects to the sidecar on the pod's loopback.
+  # The application connects to the sidecar's Unix socket, in a volume both mount.
   env = {e["name"]: e for e in apps[0]["env"]}
   url = urllib.parse.urlsplit(env["DATABASE_URL"]["value"])
   assert url.scheme in ("postgresql", "postgres")
-  assert (url.hostname, url.port) == host_port(ini["listen"]) == ("127.0.0.1", 6432)
+  query = dict(urllib.parse.parse_qsl(url.query))
+  sockdir, port = ini["listen"].rsplit(":", 1)
+  assert (query["host"], query["port"]) == (sockdir, port) == ("/var/run/pgguard", "6432")
+  vols = {v["name"]: v for v in pod["volumes"]}
+  def mount_of(c):
+    return [m["name"] for m in c.get("volumeMounts", []) if m["mountPath"] == sockdir]
+  shared = mount_of(sidecar)
+  assert shared and shared == mount_of(apps[0]), "both containers mount the socket directory"
+  assert "emptyDir" in vols[shared[0]]
   # $(DB_PASSWORD) is expanded only from a variable defined before it.
   names = [e["name"] for e in apps[0]["env"]]
   for ref in re.findall(r"\$\((\w+)\)", env["DATABASE_URL"]["value"]):
