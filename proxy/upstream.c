@@ -100,10 +100,20 @@ int pgg_upstream_resolve_now(void)
   return 0;
 }
 
+/* A numeric address names itself: nothing to look up again. */
+static bool numeric_host(void)
+{
+  unsigned char buf[sizeof(struct in6_addr)];
+  const char *h = pgg_p.opt->upstream.host;
+  return uv_inet_pton(AF_INET, h, buf) == 0 || uv_inet_pton(AF_INET6, h, buf) == 0;
+}
+
 static bool fresh(void)
 {
   if (!up.have)
     return false;
+  if (numeric_host())
+    return true;
   double ttl = pgg_p.opt->dns_ttl;
   return ttl > 0 && (double)(uv_now(pgg_p.loop) - up.resolved_ms) < ttl * 1000.0;
 }
