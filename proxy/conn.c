@@ -227,7 +227,11 @@ static void update_reads(conn *c)
   /* Paused (SIGUSR1): a session between requests is not read, so its next
    * request waits in the socket, neither lost nor refused. */
   bool idle = c->ready_seen && c->cycles.n == 0 && pgg_framer_at_boundary(&c->cf);
-  bool client_ok = c->state == ST_STARTUP ||
+  /* While PostgreSQL is reached the client is read too, so a client that
+   * hangs up frees its slot at once; what it sends waits in early. */
+  bool waiting_server = (c->state == ST_CONNECTING || c->state == ST_UPSTREAM_SSL) &&
+                        c->early.len < PGG_MAX_STARTUP_PACKET;
+  bool client_ok = c->state == ST_STARTUP || waiting_server ||
                    (c->state == ST_RELAY && !queued(&c->sv) && !(pgg_p.paused && idle) &&
                     (!pgg_hold_active(c) || c->held_in.len < HOLD_MAX_CLIENT_IN));
   set_reading(&c->cl, client_ok, on_client_read);
@@ -1029,7 +1033,12 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
   }
   if (c->state == ST_STARTUP)
     startup_bytes(c, p, n);
-  else if (c->state == ST_RELAY && pgg_hold_active(c)) {
+  else if (c->state == ST_CONNECTING || c->state == ST_UPSTREAM_SSL) {
+    if (pgg_buf_append(&c->early, p, n) != PGG_OK) {
+      conn_close(c, "out of memory");
+      return;
+    }
+  } else if (c->state == ST_RELAY && pgg_hold_active(c)) {
     if (pgg_buf_append(&c->held_in, p, n) != PGG_OK) {
       conn_close(c, "out of memory");
       return;
