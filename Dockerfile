@@ -9,6 +9,7 @@ FROM debian:12-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config libuv1-dev libpq-dev libssl-dev libinih-dev \
+      libpg-query-dev libprotobuf-c-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what the pgguard target is built from; tests/ and bench/ stay out of the image.

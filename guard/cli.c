@@ -8,6 +8,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 /* Exit codes, as documented in guard.h. */
 enum { EXIT_CLEAN = 0, EXIT_MISSING = 1, EXIT_ERROR = 2 };
@@ -65,7 +66,15 @@ static int load_drift(const pgg_guard_config *cfg, cli_state *s)
   s->conn = NULL;
   pgg_buf err;
   pgg_buf_init(&err);
-  int rc = pgg_desired_load(cfg, &s->desired, &err);
+  pgg_buf notes;
+  pgg_buf_init(&notes);
+  int rc = pgg_desired_load(cfg, &s->desired, &err, &notes);
+  if (notes.len) {
+    pgg_buf_append_u8(&notes, 0);
+    for (char *line = strtok((char *)notes.data, "\n"); line; line = strtok(NULL, "\n"))
+      say(cfg, "warning: %s", line);
+  }
+  pgg_buf_free(&notes);
   if (rc) {
     say(cfg, "%s", bstr(&err));
     goto out;

@@ -5,6 +5,7 @@
 #include "guard.h"
 #include "introspect.h"
 #include "migrations.h"
+#include "sqlfile.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -36,6 +37,7 @@ typedef struct {
   char *rel;    /* relative to --schema (its base name for a single file): hashed */
   char *text;   /* the content, NUL-terminated */
   size_t len;
+  pgg_sql_list stmts;   /* its statements, as PostgreSQL's parser split them */
 } schema_file;
 
 typedef struct {
@@ -55,6 +57,7 @@ static void files_free(file_list *fl)
     free(fl->v[i].path);
     free(fl->v[i].rel);
     free(fl->v[i].text);
+    pgg_sql_list_free(&fl->v[i].stmts);
   }
   free(fl->v);
   memset(fl, 0, sizeof *fl);
@@ -165,6 +168,36 @@ static void blank_psql_restrict(char *text, size_t len)
   }
 }
 
+/*
+ * Split the file with PostgreSQL's parser and refuse, before anything runs,
+ * a statement whose effect reaches past the schema: the file is loaded on
+ * the production server (its shadow database), with the admin role.
+ */
+static int classify_file(schema_file *f, pgg_buf *err)
+{
+  pgg_buf e;
+  pgg_buf_init(&e);
+  int rc = pgg_sql_split(f->text, f->len, &f->stmts, &e);
+  if (rc == PGG_ERR_NOMEM) {
+    pgg_buf_printf(err, "schema file %s: out of memory", f->path);
+  } else if (rc) {
+    pgg_buf_printf(err, "schema file %s, %s", f->path, bstr(&e));
+  }
+  pgg_buf_free(&e);
+  for (size_t i = 0; !rc && i < f->stmts.n; i++) {
+    const pgg_sql_stmt *st = &f->stmts.v[i];
+    if (st->cls != PGG_SQL_REFUSED)
+      continue;
+    pgg_buf_printf(err, "schema file %s, line %u: %s is refused: it acts on the whole server "
+                   "(roles, databases, tablespaces, settings, server files or programs), not "
+                   "on the schema, and pgguard runs the schema file on the production server "
+                   "(in its shadow database) as the admin role; remove it from the schema file",
+                   f->path, st->line, st->what);
+    rc = PGG_ERR_SCHEMA;
+  }
+  return rc;
+}
+
 static int read_file(schema_file *f, pgg_buf *err)
 {
   FILE *fp = fopen(f->path, "rb");
@@ -212,6 +245,9 @@ static int read_file(schema_file *f, pgg_buf *err)
     return PGG_ERR_SCHEMA;
   }
   blank_psql_restrict(f->text, f->len);
+  /* A UTF-8 byte order mark is not SQL; blanking it moves no line. */
+  if (f->len >= 3 && memcmp(f->text, "\xEF\xBB\xBF", 3) == 0)
+    memset(f->text, ' ', 3);
   return PGG_OK;
 }
 
@@ -322,6 +358,8 @@ static int collect_files(const char *schema_path, file_list *fl, pgg_mig_tool *t
       rc = read_file(&fl->v[i], err);
     if (!rc)
       rc = order_migrations(schema_path, fl, tool, err);
+    for (size_t i = 0; !rc && i < fl->n; i++)
+      rc = classify_file(&fl->v[i], err);
     return rc;
   } else if (S_ISREG(st.st_mode)) {
     const char *base = strrchr(schema_path, '/');
@@ -334,6 +372,8 @@ static int collect_files(const char *schema_path, file_list *fl, pgg_mig_tool *t
   }
   for (size_t i = 0; !rc && i < fl->n; i++)
     rc = read_file(&fl->v[i], err);
+  for (size_t i = 0; !rc && i < fl->n; i++)
+    rc = classify_file(&fl->v[i], err);
   return rc;
 }
 
@@ -383,62 +423,122 @@ static unsigned line_of_position(const char *text, size_t len, long pos, bool by
   return line;
 }
 
-static int apply_file(PGconn *conn, const schema_file *f, pgg_buf *err)
+/* "schema file F, line L: " for an error in the statement at st. */
+static void where(pgg_buf *err, const schema_file *f, const pgg_sql_stmt *st, PGconn *conn,
+                  const PGresult *res)
 {
-  const char *text = f->text;
-  size_t len = f->len;
-  /* A UTF-8 byte order mark is not SQL; skipping it moves no line. */
-  if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) {
-    text += 3;
-    len -= 3;
-  }
-  /* One multi-statement simple query per file: PostgreSQL runs it as one
-   * implicit transaction (unless the file has its own BEGIN/COMMIT), the way
-   * `psql -1 -f` or Prisma's migrate would. */
-  PGresult *res = PQexec(conn, text);
-  ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_EMPTY_QUERY) {
-    PQclear(res);
-    /* A file that opened a transaction and did not close it: close it as
-     * psql would at the end of the file. */
-    if (PQtransactionStatus(conn) == PQTRANS_INTRANS) {
-      pgg_buf e2;
-      pgg_buf_init(&e2);
-      int rc = pgg_pq_exec(conn, "COMMIT", &e2);
-      if (rc)
-        pgg_buf_printf(err, "schema file %s: COMMIT at its end failed: %s", f->path,
-                       bstr(&e2));
-      pgg_buf_free(&e2);
-      return rc ? PGG_ERR_SCHEMA : PGG_OK;
-    }
-    return PGG_OK;
-  }
-  if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
-    /* COPY ... FROM stdin data lines (pg_dump with data) are psql's business. */
-    PQclear(res);
-    pgg_buf_printf(err, "schema file %s: COPY is not supported in a schema file; "
-                   "use a schema-only dump", f->path);
-    while ((res = PQgetResult(conn)) != NULL)
-      PQclear(res);
-    return PGG_ERR_SCHEMA;
-  }
+  unsigned line = st->line;
   const char *pos = res ? PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION) : NULL;
   if (pos && atol(pos) > 0) {
     const char *enc = PQparameterStatus(conn, "server_encoding");
     bool bytes = enc && strcmp(enc, "SQL_ASCII") == 0;
-    pgg_buf_printf(err, "schema file %s, line %u: ", f->path,
-                   line_of_position(text, len, atol(pos), bytes));
-  } else {
-    pgg_buf_printf(err, "schema file %s: ", f->path);
+    line += line_of_position(f->text + st->off, st->len, atol(pos), bytes) - 1;
   }
-  pgg_pq_error(err, conn, res);
-  PQclear(res);
-  if (PQtransactionStatus(conn) == PQTRANS_INERROR)
-    PQclear(PQexec(conn, "ROLLBACK"));
-  return PQstatus(conn) == CONNECTION_OK ? PGG_ERR_SCHEMA : PGG_ERR_UPSTREAM;
+  pgg_buf_printf(err, "schema file %s, line %u: ", f->path, line);
 }
 
-static int apply_files(PGconn *conn, const file_list *fl, pgg_buf *err)
+/* Run one statement (its bytes copied out, NUL-terminated). */
+static PGresult *run_stmt(PGconn *conn, const schema_file *f, const pgg_sql_stmt *st)
+{
+  char *sql = strndup(f->text + st->off, st->len);
+  if (!sql)
+    return NULL;
+  PGresult *res = PQexec(conn, sql);
+  free(sql);
+  return res;
+}
+
+static bool ok_status(const PGresult *res)
+{
+  ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+  return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK || st == PGRES_EMPTY_QUERY;
+}
+
+/*
+ * A statement that names roles failed: because a role does not exist on
+ * this server (42704) or the admin role may not act as it (42501)? Then the
+ * statement only matters for ownership and privileges, which the catalogs
+ * pgguard compares do not hold.
+ */
+static bool role_failure(const PGresult *res)
+{
+  const char *code = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+  return code && (strcmp(code, "42704") == 0 || strcmp(code, "42501") == 0);
+}
+
+/*
+ * Statement by statement, as PostgreSQL's own parser split the file: one
+ * transaction for the whole file (as `psql -1 -f` or Prisma's migrate),
+ * unless the file manages its own; a statement that names roles runs in a
+ * savepoint, so a role missing on this server skips it with a warning.
+ */
+static int apply_file(PGconn *conn, const schema_file *f, pgg_buf *err, pgg_buf *notes)
+{
+  bool own_tx = false;
+  for (size_t i = 0; i < f->stmts.n; i++)
+    own_tx |= f->stmts.v[i].cls == PGG_SQL_TRANSACTION;
+  int rc = PGG_OK;
+  pgg_buf e;
+  pgg_buf_init(&e);
+  if (!own_tx && (rc = pgg_pq_exec(conn, "BEGIN", &e)) != PGG_OK) {
+    pgg_buf_printf(err, "schema file %s: BEGIN: %s", f->path, bstr(&e));
+    pgg_buf_free(&e);
+    return PGG_ERR_UPSTREAM;
+  }
+  for (size_t i = 0; i < f->stmts.n && !rc; i++) {
+    const pgg_sql_stmt *st = &f->stmts.v[i];
+    bool guarded = st->cls == PGG_SQL_ROLE && PQtransactionStatus(conn) == PQTRANS_INTRANS;
+    if (guarded && pgg_pq_exec(conn, "SAVEPOINT pgguard_role_statement", &e) != PGG_OK)
+      guarded = false;
+    PGresult *res = run_stmt(conn, f, st);
+    ExecStatusType status = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH) {
+      /* COPY ... FROM stdin data lines (pg_dump with data) are psql's business. */
+      PQclear(res);
+      pgg_buf_printf(err, "schema file %s, line %u: COPY is not supported in a schema file; "
+                     "use a schema-only dump", f->path, st->line);
+      while ((res = PQgetResult(conn)) != NULL)
+        PQclear(res);
+      rc = PGG_ERR_SCHEMA;
+      break;
+    }
+    if (ok_status(res)) {
+      PQclear(res);
+      if (guarded)
+        pgg_pq_exec(conn, "RELEASE SAVEPOINT pgguard_role_statement", &e);
+      continue;
+    }
+    if (guarded && role_failure(res) &&
+        pgg_pq_exec(conn, "ROLLBACK TO SAVEPOINT pgguard_role_statement", &e) == PGG_OK) {
+      if (notes) {
+        where(notes, f, st, conn, res);
+        pgg_buf_printf(notes, "skipped, it names a role this server lacks or the admin role may "
+                       "not act as: ");
+        pgg_pq_error(notes, conn, res);
+        pgg_buf_printf(notes, "\n");
+      }
+      PQclear(res);
+      continue;
+    }
+    where(err, f, st, conn, res);
+    pgg_pq_error(err, conn, res);
+    PQclear(res);
+    rc = PQstatus(conn) == CONNECTION_OK ? PGG_ERR_SCHEMA : PGG_ERR_UPSTREAM;
+  }
+  if (rc) {
+    if (PQtransactionStatus(conn) != PQTRANS_IDLE)
+      PQclear(PQexec(conn, "ROLLBACK"));
+  } else if (PQtransactionStatus(conn) == PQTRANS_INTRANS) {
+    /* Ours, or one the file opened and did not close: closed as psql would
+     * at the end of the file. */
+    if ((rc = pgg_pq_exec(conn, "COMMIT", &e)) != PGG_OK)
+      pgg_buf_printf(err, "schema file %s: COMMIT at its end failed: %s", f->path, bstr(&e));
+  }
+  pgg_buf_free(&e);
+  return rc;
+}
+
+static int apply_files(PGconn *conn, const file_list *fl, pgg_buf *err, pgg_buf *notes)
 {
   /* Positions are counted in characters of the text as we sent it. */
   if (PQsetClientEncoding(conn, "UTF8") != 0) {
@@ -447,7 +547,7 @@ static int apply_files(PGconn *conn, const file_list *fl, pgg_buf *err)
     return PGG_ERR_UPSTREAM;
   }
   for (size_t i = 0; i < fl->n; i++) {
-    int rc = apply_file(conn, &fl->v[i], err);
+    int rc = apply_file(conn, &fl->v[i], err, notes);
     if (rc)
       return rc;
   }
@@ -534,7 +634,7 @@ static int read_shadow(const char *conninfo, const char *dbname, pgg_catalog *de
 }
 
 static int load_own_shadow(const pgg_guard_config *cfg, const file_list *fl, uint64_t hash,
-                           pgg_catalog *desired, pgg_buf *err)
+                           pgg_catalog *desired, pgg_buf *err, pgg_buf *notes)
 {
   char dbname[64], complete[96];
   snprintf(dbname, sizeof dbname, SHADOW_PREFIX "%016llx", (unsigned long long)hash);
@@ -629,7 +729,7 @@ static int load_own_shadow(const pgg_guard_config *cfg, const file_list *fl, uin
       rc = PGG_ERR_UPSTREAM;
       break;
     }
-    rc = apply_files(shadow, fl, err);
+    rc = apply_files(shadow, fl, err, notes);
     PQfinish(shadow);
     if (rc) {
       /* Useless to anyone and named after content that does not load:
@@ -709,7 +809,7 @@ static char *one_value(PGconn *conn, const char *sql, pgg_buf *err)
 }
 
 static int load_given_shadow(const pgg_guard_config *cfg, const file_list *fl, uint64_t hash,
-                             pgg_catalog *desired, pgg_buf *err)
+                             pgg_catalog *desired, pgg_buf *err, pgg_buf *notes)
 {
   char complete[96], loading[96];
   snprintf(complete, sizeof complete, "pgguard shadow %016llx complete",
@@ -782,7 +882,7 @@ static int load_given_shadow(const pgg_guard_config *cfg, const file_list *fl, u
     pgg_buf_printf(err, "shadow database %s: %s", db, bstr(&e));
     goto out;
   }
-  if ((rc = apply_files(shadow, fl, err)) != PGG_OK)
+  if ((rc = apply_files(shadow, fl, err, notes)) != PGG_OK)
     goto out;
   if ((rc = comment_db(shadow, db, complete, &e)) != PGG_OK)
     pgg_buf_printf(err, "marking shadow database %s complete: %s", db, bstr(&e));
@@ -806,7 +906,8 @@ out:
   return rc;
 }
 
-int pgg_desired_load(const pgg_guard_config *cfg, pgg_catalog *desired, pgg_buf *err)
+int pgg_desired_load(const pgg_guard_config *cfg, pgg_catalog *desired, pgg_buf *err,
+                     pgg_buf *notes)
 {
   pgg_catalog_init(desired);
   if (!cfg->shadow_url && (!cfg->admin_url || !*cfg->admin_url)) {
@@ -818,8 +919,8 @@ int pgg_desired_load(const pgg_guard_config *cfg, pgg_catalog *desired, pgg_buf 
   int rc = collect_files(cfg->schema_path, &fl, &tool, err);
   if (!rc) {
     uint64_t hash = schema_hash(&fl);
-    rc = cfg->shadow_url ? load_given_shadow(cfg, &fl, hash, desired, err)
-                         : load_own_shadow(cfg, &fl, hash, desired, err);
+    rc = cfg->shadow_url ? load_given_shadow(cfg, &fl, hash, desired, err, notes)
+                         : load_own_shadow(cfg, &fl, hash, desired, err, notes);
   }
   files_free(&fl);
   return rc;

@@ -35,9 +35,12 @@ void pgg_guard_config_defaults(pgg_guard_config *cfg);
  * Load the desired schema into its shadow database (creating it when it does
  * not exist yet, reusing it while the schema's content is unchanged) and read
  * the shadow's catalog into *desired. On failure err holds a message a person
- * can act on, naming the file, the line and PostgreSQL's message.
+ * can act on, naming the file, the line and PostgreSQL's message. notes
+ * (may be NULL) gets one line per statement skipped while loading (a role
+ * this server lacks).
  */
-int pgg_desired_load(const pgg_guard_config *cfg, pgg_catalog *desired, pgg_buf *err);
+int pgg_desired_load(const pgg_guard_config *cfg, pgg_catalog *desired, pgg_buf *err,
+                     pgg_buf *notes);
 
 /*
  * The files of the desired schema, in the order they apply and by which

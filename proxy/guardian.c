@@ -51,6 +51,7 @@ static struct {
   /* the running job's input and output */
   pgg_catalog job_desired;
   pgg_buf job_err;
+  pgg_buf job_notes;     /* statements the load skipped, one per line */
   int job_rc;
   pgg_repair_result job_res;
   bool job_requested;
@@ -160,7 +161,7 @@ static void job_work(uv_work_t *w)
      * servers before anything is created on the admin URL's server. */
     g.job_rc = pgg_admin_connect(g.admin, &g.job_err);
     if (g.job_rc == PGG_OK)
-      g.job_rc = pgg_desired_load(g.cfg, &g.job_desired, &g.job_err);
+      g.job_rc = pgg_desired_load(g.cfg, &g.job_desired, &g.job_err, &g.job_notes);
     break;
   case JOB_CHECK:
     g.job_rc = pgg_admin_check(g.admin, &g.desired, &g.job_res);
@@ -417,6 +418,26 @@ static void repair_done(void)
   notify(oc);
 }
 
+/* One warning per statement the schema load skipped (a role this server lacks). */
+static void log_notes(pgg_buf *notes)
+{
+  if (!notes->len)
+    return;
+  pgg_buf_append_u8(notes, 0);
+  char *line = (char *)notes->data, *nl;
+  while (*line) {
+    if ((nl = strchr(line, '\n')) != NULL)
+      *nl = 0;
+    char shown[1024];
+    pgg_redact(&g.secrets, line, shown, sizeof shown);
+    pgg_log(PGG_LOG_WARN, "schema_statement_skipped", "detail=%s", pgg_logq(shown));
+    if (!nl)
+      break;
+    line = nl + 1;
+  }
+  pgg_buf_reset(notes);
+}
+
 static void job_done(uv_work_t *w, int status)
 {
   job_kind kind = g.running;
@@ -434,6 +455,7 @@ static void job_done(uv_work_t *w, int status)
   }
   switch (kind) {
   case JOB_LOAD:
+    log_notes(&g.job_notes);
     load_done();
     pgg_buf_reset(&g.job_err);
     break;
@@ -697,6 +719,7 @@ int pgg_guardian_start(void)
   pgg_metrics_g.guard_configured = true;
   pgg_catalog_init(&g.desired);
   pgg_buf_init(&g.job_err);
+  pgg_buf_init(&g.job_notes);
   g.admin = pgg_admin_new(cfg);
   if (!g.admin || pgg_admin_set_upstream(g.admin, pgg_p.opt->upstream.host,
                                          pgg_p.opt->upstream.port))
@@ -713,7 +736,8 @@ int pgg_guardian_start(void)
   pgg_buf_free(&shown);
   if (cfg->strict) {
     /* --strict: refuse to start rather than proxy unguarded. */
-    int rc = pgg_desired_load(cfg, &g.desired, &g.job_err);
+    int rc = pgg_desired_load(cfg, &g.desired, &g.job_err, &g.job_notes);
+    log_notes(&g.job_notes);
     if (rc) {
       pgg_buf_append_u8(&g.job_err, 0);
       pgg_redact(&g.secrets, g.job_err.len > 1 ? (const char *)g.job_err.data : pgg_strerror(rc),
@@ -792,6 +816,7 @@ void pgg_guardian_free(void)
   pgg_admin_free(g.admin);
   pgg_catalog_free(&g.desired);
   pgg_buf_free(&g.job_err);
+  pgg_buf_free(&g.job_notes);
   pgg_secrets_free(&g.secrets);
   free(g.drift_json);
   g.configured = false;

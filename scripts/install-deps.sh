@@ -12,6 +12,7 @@ die() { printf 'install-deps: ERROR: %s\n' "$*" >&2; exit 1; }
 PACKAGES=(
   build-essential cmake pkg-config          # the C toolchain and build system
   libuv1-dev libpq-dev libssl-dev libinih-dev   # pgguard's libraries (libinih: the config file)
+  libpg-query-dev libprotobuf-c-dev           # PostgreSQL's parser for schema files (linked statically)
   clang-14                                  # libFuzzer targets (PGG_FUZZ=ON)
   postgresql-15 postgresql-client-15        # the server the integration tests start, psql, pgbench
   pgbouncer prometheus                      # benchmark comparison; scraping the metrics
