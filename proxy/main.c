@@ -139,10 +139,14 @@ static void on_hup(uv_signal_t *s, int signum)
   retire(pgg_p.upstream_ctx);
   pgg_p.client_ctx = client_ctx;
   pgg_p.upstream_ctx = upstream_ctx;
-  /* The guard's timers and admin session exist only when it started with a schema. */
-  if (!cur->guard.schema_path && next.guard.schema_path)
+  /* The guard's timers and admin session exist only when it started with a
+   * schema: a new path reloads, turning the guard on or off needs a restart. */
+  if (!cur->guard.schema_path != !next.guard.schema_path) {
     pgg_log(PGG_LOG_WARN, "reload_needs_restart", "option=schema reason=%s",
-            pgg_logq("turning the guard on needs a restart"));
+            pgg_logq(cur->guard.schema_path ? "turning the guard off needs a restart; keeping the old schema"
+                                            : "turning the guard on needs a restart"));
+    next.guard.schema_path = cur->guard.schema_path;
+  }
   pgg_guard_config guard;
   pgg_options_reload(cur, &next, &guard);
   pgg_log(PGG_LOG_INFO, "reloaded", "config=%s", pgg_logq(cur->config_path ? cur->config_path : "(none)"));

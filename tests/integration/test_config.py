@@ -260,6 +260,19 @@ def test_sighup_applies_reloadable_settings_and_logs_each_restart_only_one(tmp_p
   assert not SANITIZER_PATTERNS.search(g.log), g.log
 
 
+def test_sighup_does_not_turn_the_guard_on(tmp_path, pg, pgguard):
+  ini = tmp_path / "pgguard.ini"
+  ini.write_text("[pgguard]\nlog_level = info\n")
+  g = pgguard("-c", str(ini))
+  ini.write_text("[pgguard]\nschema = %s\nadmin_url = %s\n" % (REPLAY_SCHEMA, pg.url()))
+  os.kill(g.pid, signal.SIGHUP)
+  g.wait_log(r"event=reloaded")
+  assert re.search(r"event=reload_needs_restart option=schema reason=.*guard on", g.log), g.log
+  assert not re.search(r"event=reload_applied option=schema", g.log), g.log
+  assert not re.search(r"event=schema_reload", g.log), g.log
+  assert g.returncode is None
+
+
 # --- the README's option table ----------------------------------------------------------
 
 HELP_OPTION = re.compile(r"^  (?:-[a-z], )?--([a-z][a-z-]*)")
