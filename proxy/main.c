@@ -101,10 +101,10 @@ static void retire(pgg_tls_ctx *ctx)
 
 /*
  * SIGHUP: reread the config file and the environment with the original
- * flags on top, then apply what can change without dropping anyone: the log
- * level, TLS certificates (new sessions get the new ones), the guard's
- * timings and the desired schema. Listen and upstream addresses and the
- * admin URL need a restart; a reload that changes them says so.
+ * flags on top, then apply what the option table marks reloadable without
+ * dropping anyone: new sessions get the new TLS certificates and limits, the
+ * guard takes its new settings between jobs. A restart-only setting that
+ * changed keeps its old value, and the log names it.
  */
 static void on_hup(uv_signal_t *s, int signum)
 {
@@ -135,33 +135,22 @@ static void on_hup(uv_signal_t *s, int signum)
     return;
   }
   pgg_buf_free(&err);
-  if (strcmp(next.listen.host, cur->listen.host) || next.listen.port != cur->listen.port ||
-      strcmp(next.upstream.host, cur->upstream.host) || next.upstream.port != cur->upstream.port ||
-      (next.guard.admin_url && cur->guard.admin_url && strcmp(next.guard.admin_url, cur->guard.admin_url)))
-    pgg_log(PGG_LOG_WARN, "reload_needs_restart", "reason=%s",
-            pgg_logq("listen, upstream and admin URL changes take effect only after a restart"));
   retire(pgg_p.client_ctx);
   retire(pgg_p.upstream_ctx);
   pgg_p.client_ctx = client_ctx;
   pgg_p.upstream_ctx = upstream_ctx;
-  cur->tls_cert = next.tls_cert;
-  cur->tls_key = next.tls_key;
-  cur->client_tls = next.client_tls;
-  cur->upstream_sslmode = next.upstream_sslmode;
-  cur->upstream_ca = next.upstream_ca;
-  cur->shutdown_timeout = next.shutdown_timeout;
-  cur->client_login_timeout = next.client_login_timeout;
-  cur->ready_requires_guard = next.ready_requires_guard;
-  cur->server_connect_timeout = next.server_connect_timeout;
-  cur->max_client_conn = next.max_client_conn;
-  cur->tcp_keepalive = next.tcp_keepalive;
-  cur->log_connections = next.log_connections;
-  cur->log_disconnections = next.log_disconnections;
-  cur->tcp_keepidle = next.tcp_keepidle;
-  cur->tcp_keepintvl = next.tcp_keepintvl;
-  cur->tcp_keepcnt = next.tcp_keepcnt;
+  /* The guard's timers and admin session exist only when it started with a
+   * schema: a new path reloads, turning the guard on or off needs a restart. */
+  if (!cur->guard.schema_path != !next.guard.schema_path) {
+    pgg_log(PGG_LOG_WARN, "reload_needs_restart", "option=schema reason=%s",
+            pgg_logq(cur->guard.schema_path ? "turning the guard off needs a restart; keeping the old schema"
+                                            : "turning the guard on needs a restart"));
+    next.guard.schema_path = cur->guard.schema_path;
+  }
+  pgg_guard_config guard;
+  pgg_options_reload(cur, &next, &guard);
   pgg_log(PGG_LOG_INFO, "reloaded", "config=%s", pgg_logq(cur->config_path ? cur->config_path : "(none)"));
-  pgg_guardian_reload(&next.guard);
+  pgg_guardian_reload(&guard);
 }
 
 /* Certificates are read before listening, so a bad file stops start-up. */

@@ -27,6 +27,7 @@ typedef struct {
   const char *command;          /* "run", "check", "plan" */
   pgg_hostport listen;          /* --listen */
   pgg_hostport upstream;        /* --upstream */
+  double dns_ttl;               /* --dns-ttl seconds: re-resolve the upstream host; 0: every connection */
   pgg_hostport admin;           /* --admin-listen; port 0: off */
   size_t max_message;           /* --max-message-size */
   double shutdown_timeout;      /* --shutdown-timeout seconds */
@@ -54,7 +55,15 @@ typedef struct {
 
 /* Parse argv and the environment; on error prints why and returns PGG_ERR_CONFIG. */
 int pgg_options_parse(pgg_options *o, int argc, char **argv);
+/* --help, from the option table: each option with its default, reload and variable. */
 void pgg_options_usage(FILE *f);
+/*
+ * SIGHUP, after next parsed: copy every reloadable setting that changed into
+ * *cur, except the guard's, which go into *guard (a copy of cur->guard) for
+ * pgg_guardian_reload. Logs each one applied, and each restart-only setting
+ * that changed (which keeps its old value).
+ */
+void pgg_options_reload(pgg_options *cur, const pgg_options *next, pgg_guard_config *guard);
 /* Free the strings read from config and secret files (at exit). */
 void pgg_options_free(void);
 int pgg_hostport_parse(const char *s, pgg_hostport *out);
