@@ -34,7 +34,6 @@ typedef struct {
   double client_login_timeout;  /* --client-login-timeout seconds; 0: none */
   double server_connect_timeout;/* --server-connect-timeout seconds; 0: none */
   int max_client_conn;          /* --max-client-conn; 0: no limit */
-  double dns_ttl;               /* --dns-ttl seconds; 0: resolve for every server connection */
   bool tcp_keepalive;           /* --tcp-keepalive */
   bool log_connections;         /* --log-connections */
   bool log_disconnections;      /* --log-disconnections */
