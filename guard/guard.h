@@ -76,6 +76,11 @@ typedef struct pgg_admin pgg_admin;
 pgg_admin *pgg_admin_new(const pgg_guard_config *cfg);
 void pgg_admin_free(pgg_admin *a);
 /*
+ * Take new lock_timeout, statement_timeout and object owner (SIGHUP), from
+ * the next job on. Call only while no job runs. PGG_OK or PGG_ERR_NOMEM.
+ */
+int pgg_admin_set_limits(pgg_admin *a, const pgg_guard_config *cfg);
+/*
  * From another thread (the event loop's, at shutdown): cancel the statement
  * the admin session is running, and open no new session, so a job blocked
  * in libpq (a repair waiting on a lock) returns at once.

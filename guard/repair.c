@@ -95,6 +95,30 @@ pgg_admin *pgg_admin_new(const pgg_guard_config *cfg)
 
 static void drop_conn(pgg_admin *a);
 
+int pgg_admin_set_limits(pgg_admin *a, const pgg_guard_config *cfg)
+{
+  bool same_owner = (!a->object_owner && !cfg->object_owner) ||
+                    (a->object_owner && cfg->object_owner &&
+                     strcmp(a->object_owner, cfg->object_owner) == 0);
+  if (a->cfg.lock_timeout_ms == cfg->lock_timeout_ms &&
+      a->cfg.statement_timeout_ms == cfg->statement_timeout_ms && same_owner)
+    return PGG_OK;
+  if (!same_owner) {
+    bool failed = false;
+    char *owner = dup_or_null(cfg->object_owner, &failed);
+    if (failed)
+      return PGG_ERR_NOMEM;
+    free(a->object_owner);
+    a->cfg.object_owner = a->object_owner = owner;
+  }
+  a->cfg.lock_timeout_ms = cfg->lock_timeout_ms;
+  a->cfg.statement_timeout_ms = cfg->statement_timeout_ms;
+  /* The session's own timeouts were SET when it connected: the next job
+   * connects afresh and sets the new ones. */
+  drop_conn(a);
+  return PGG_OK;
+}
+
 void pgg_admin_free(pgg_admin *a)
 {
   if (!a)

@@ -486,6 +486,12 @@ static void apply_pending(void)
   cfg->repair_mode = n->repair_mode;
   cfg->repair_wait = n->repair_wait;
   cfg->cooldown = n->cooldown;
+  cfg->lock_timeout_ms = n->lock_timeout_ms;
+  cfg->statement_timeout_ms = n->statement_timeout_ms;
+  cfg->object_owner = n->object_owner;
+  if (pgg_admin_set_limits(g.admin, n) != PGG_OK)
+    pgg_log(PGG_LOG_WARN, "reload_failed", "reason=%s",
+            pgg_logq("out of memory taking the new object owner"));
   if (n->drift_interval != cfg->drift_interval) {
     cfg->drift_interval = n->drift_interval;
     uint64_t every = (uint64_t)(cfg->drift_interval * 1000);

@@ -248,10 +248,10 @@ def test_sighup_applies_reloadable_settings_and_logs_each_restart_only_one(tmp_p
       cur.execute("SELECT 1")
       assert cur.fetchone()[0] == 1
     assert re.search(r"event=reload_applied option=max-client-conn\b", g.log), g.log
-    # Each restart-only one is named once, and keeps its old value.
-    for option in ("listen", "statement-timeout"):
-      assert len(re.findall(r"event=reload_needs_restart option=%s\b" % option, g.log)) == 1, g.log
-    assert len(re.findall(r"event=reload_needs_restart", g.log)) == 2, g.log
+    assert re.search(r"event=reload_applied option=statement-timeout\b", g.log), g.log
+    # The restart-only one is named once, and keeps its old value.
+    assert len(re.findall(r"event=reload_needs_restart option=listen\b", g.log)) == 1, g.log
+    assert len(re.findall(r"event=reload_needs_restart", g.log)) == 1, g.log
     assert not wait_port("127.0.0.1", other_port, 0.3)
     first.close()
     second.close()

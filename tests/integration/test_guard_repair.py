@@ -282,3 +282,30 @@ def test_admin_session_killed_between_checks_is_reopened(pg, pgguard):
   inst.wait_log(r"event=repair_applied", timeout=20)
   assert "drift_check_failed" not in inst.log and "repair_failed" not in inst.log, inst.log
   assert "project_forecasts" in db.tables()
+
+
+def test_sighup_applies_a_new_lock_timeout_to_the_next_repair(pg, pgguard, tmp_path):
+  import os
+  import signal
+  db = AppDb(pg, "guard_repair_reload")
+  db.apply(CORE_SQL)
+  ini = tmp_path / "pgguard.ini"
+  def write(lock_timeout, repair):
+    ini.write_text("[pgguard]\nschema = %s\nadmin_url = %s\nlock_timeout = %d\nrepair = %s\n"
+                   % (FULL_SQL, db.admin_url, lock_timeout, repair))
+  write(600000, "on-error")
+  inst = pgguard("-c", str(ini))
+  inst.wait_log(r"event=drift_checked|event=schema_loaded", timeout=30)
+  holder = hold_repair_lock(db)
+  try:
+    # Eager from now on, with a lock_timeout short enough to give up at once:
+    # the old 600 s would wait for the held lock for ten minutes.
+    write(300, "eager")
+    os.kill(inst.pid, signal.SIGHUP)
+    event, line = wait_repair(inst, timeout=20)
+  finally:
+    holder.rollback()
+    holder.close()
+  assert event == "repair_failed", inst.log[-3000:]
+  assert "lock_timeout (300 ms)" in line, line
+  assert re.search(r"event=reload_applied option=lock-timeout\b", inst.log)
