@@ -344,6 +344,8 @@ static void refuse(const char *why)
   snprintf(g.refused_why, sizeof g.refused_why, "%s", why);
   pgg_log(PGG_LOG_ERROR, "guard_refused", "reason=%s", pgg_logq(why));
   pgg_metrics_g.guard_refused = true;
+  /* Refusing is final: whatever was said of a standby before no longer applies. */
+  set_standby(false);
   pgg_metrics_g.schema_loaded = false;
   pgg_metrics_g.drift_known = false;
   g.missing_labels = 0;
