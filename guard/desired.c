@@ -620,10 +620,10 @@ static int db_comment(PGconn *conn, const char *db, bool *exists, char **comment
 
 /* Connect to the shadow and read its catalog, on a fresh session: the
  * schema files may have SET anything on the loading one. */
-static int read_shadow(const char *conninfo, const char *dbname, pgg_catalog *desired,
-                       pgg_buf *err)
+static int read_shadow(const char *conninfo, const char *dbname, const pgg_pq_host *at,
+                       pgg_catalog *desired, pgg_buf *err)
 {
-  PGconn *conn = pgg_pq_connect(conninfo, dbname, err);
+  PGconn *conn = pgg_pq_connect_at(conninfo, dbname, at, err);
   if (!conn)
     return PGG_ERR_UPSTREAM;
   int rc = pgg_introspect(conn, desired, err);
@@ -649,6 +649,10 @@ static int load_own_shadow(const pgg_guard_config *cfg, const file_list *fl, uin
     pgg_buf_free(&e);
     return PGG_ERR_UPSTREAM;
   }
+  /* The admin URL may list several hosts: the shadow lives on the one this
+   * session reached (the primary). */
+  pgg_pq_host at;
+  const pgg_pq_host *here = pgg_pq_host_of(admin, &at) ? &at : NULL;
   pgg_buf q;
   pgg_buf_init(&q);
   int rc = pgg_buf_printf(&q, "SET lock_timeout = '%ds'; SELECT pg_catalog.pg_advisory_lock(%lld)",
@@ -723,7 +727,7 @@ static int load_own_shadow(const pgg_guard_config *cfg, const file_list *fl, uin
     PQclear(res);
 
     pgg_buf_reset(&e);
-    PGconn *shadow = pgg_pq_connect(cfg->admin_url, dbname, &e);
+    PGconn *shadow = pgg_pq_connect_at(cfg->admin_url, dbname, here, &e);
     if (!shadow) {
       pgg_buf_printf(err, "shadow database: %s", bstr(&e));
       rc = PGG_ERR_UPSTREAM;
@@ -752,7 +756,7 @@ static int load_own_shadow(const pgg_guard_config *cfg, const file_list *fl, uin
   if (rc)
     return rc;
   pgg_buf_init(&e);
-  rc = read_shadow(cfg->admin_url, dbname, desired, &e);
+  rc = read_shadow(cfg->admin_url, dbname, here, desired, &e);
   if (rc)
     pgg_buf_printf(err, "reading the shadow database %s: %s", dbname, bstr(&e));
   pgg_buf_free(&e);
@@ -898,7 +902,7 @@ out:
     PQfinish(shadow);
   if (!rc) {
     pgg_buf_reset(&e);
-    rc = read_shadow(cfg->shadow_url, NULL, desired, &e);
+    rc = read_shadow(cfg->shadow_url, NULL, NULL, desired, &e);
     if (rc)
       pgg_buf_printf(err, "reading the shadow database: %s", bstr(&e));
   }

@@ -177,7 +177,65 @@ int pgg_pq_exec(PGconn *conn, const char *sql, pgg_buf *err)
   return PQstatus(conn) == CONNECTION_OK ? PGG_ERR_DB : PGG_ERR_UPSTREAM;
 }
 
+/*
+ * What libpq says when target_session_attrs=read-write turned a host down
+ * (a hot standby, or default_transaction_read_only), what pgg_pq_connect
+ * says when it turns one down itself, and a statement refused by a server
+ * in recovery (SQLSTATE 25006).
+ */
+static const char *const standby_phrases[] = {
+  "session is read-only", "server is in hot standby mode", PGG_PQ_STANDBY_NOTE,
+  "(SQLSTATE 25006)",
+};
+
+bool pgg_pq_standby_message(const char *msg)
+{
+  for (size_t i = 0; msg && i < sizeof standby_phrases / sizeof standby_phrases[0]; i++)
+    if (strstr(msg, standby_phrases[i]))
+      return true;
+  return false;
+}
+
+/*
+ * Whether the session landed on a hot standby. PostgreSQL 14 and later
+ * report in_hot_standby at start-up; an older server is asked.
+ */
+static bool on_standby(PGconn *conn)
+{
+  const char *s = PQparameterStatus(conn, "in_hot_standby");
+  if (s)
+    return strcmp(s, "on") == 0;
+  PGresult *res = PQexec(conn, "SELECT pg_catalog.pg_is_in_recovery()");
+  bool yes = res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+             PQgetvalue(res, 0, 0)[0] == 't';
+  PQclear(res);
+  return yes;
+}
+
+bool pgg_pq_host_of(PGconn *conn, pgg_pq_host *out)
+{
+  const char *host = PQhost(conn), *addr = PQhostaddr(conn), *port = PQport(conn);
+  if (!host || !*host || !port || !*port)
+    return false;
+  int a = snprintf(out->host, sizeof out->host, "%s", host);
+  int b = snprintf(out->hostaddr, sizeof out->hostaddr, "%s", addr ? addr : "");
+  int c = snprintf(out->port, sizeof out->port, "%s", port);
+  return a < (int)sizeof out->host && b < (int)sizeof out->hostaddr && c < (int)sizeof out->port;
+}
+
 PGconn *pgg_pq_connect(const char *conninfo, const char *dbname, pgg_buf *err)
+{
+  return pgg_pq_connect_at(conninfo, dbname, NULL, err);
+}
+
+static bool names_host(const char *keyword)
+{
+  return strcmp(keyword, "host") == 0 || strcmp(keyword, "hostaddr") == 0 ||
+         strcmp(keyword, "port") == 0;
+}
+
+PGconn *pgg_pq_connect_at(const char *conninfo, const char *dbname, const pgg_pq_host *at,
+                          pgg_buf *err)
 {
   char *perr = NULL;
   PQconninfoOption *opts = PQconninfoParse(conninfo ? conninfo : "", &perr);
@@ -190,15 +248,15 @@ PGconn *pgg_pq_connect(const char *conninfo, const char *dbname, pgg_buf *err)
   size_t n = 0;
   for (PQconninfoOption *o = opts; o->keyword; o++)
     n++;
-  const char **kw = calloc(n + 4, sizeof *kw);
-  const char **val = calloc(n + 4, sizeof *val);
+  const char **kw = calloc(n + 8, sizeof *kw);
+  const char **val = calloc(n + 8, sizeof *val);
   PGconn *conn = NULL;
   if (!kw || !val) {
     pgg_buf_printf(err, "out of memory");
     goto done;
   }
   size_t k = 0;
-  bool has_dbname = false, has_timeout = false, has_appname = false;
+  bool has_dbname = false, has_timeout = false, has_appname = false, has_target = false;
   for (PQconninfoOption *o = opts; o->keyword; o++) {
     const char *v = o->val;
     if (strcmp(o->keyword, "dbname") == 0) {
@@ -208,13 +266,27 @@ PGconn *pgg_pq_connect(const char *conninfo, const char *dbname, pgg_buf *err)
     }
     if (strcmp(o->keyword, "connect_timeout") == 0 && v)
       has_timeout = true;
+    if (strcmp(o->keyword, "target_session_attrs") == 0 && v)
+      has_target = true;
     if ((strcmp(o->keyword, "application_name") == 0 ||
          strcmp(o->keyword, "fallback_application_name") == 0) && v)
       has_appname = true;
-    if (!v)
+    if (!v || (at && names_host(o->keyword)))
       continue;
     kw[k] = o->keyword;
     val[k++] = v;
+  }
+  /* The address as well as the name: a name that resolves to several
+   * servers must not lead elsewhere. */
+  if (at) {
+    kw[k] = "host";
+    val[k++] = at->host;
+    kw[k] = "port";
+    val[k++] = at->port;
+    if (at->hostaddr[0]) {
+      kw[k] = "hostaddr";
+      val[k++] = at->hostaddr;
+    }
   }
   if (dbname && !has_dbname) {
     kw[k] = "dbname";
@@ -231,6 +303,13 @@ PGconn *pgg_pq_connect(const char *conninfo, const char *dbname, pgg_buf *err)
     kw[k] = "fallback_application_name";
     val[k++] = "pgguard";
   }
+  /* With several hosts (host=a,b or postgresql://a,b/db), the one that
+   * accepts writes: after a failover the guard follows the new primary. With
+   * one host, a standby is refused here rather than at the first repair. */
+  if (!has_target) {
+    kw[k] = "target_session_attrs";
+    val[k++] = "read-write";
+  }
   kw[k] = NULL;
   val[k] = NULL;
   /* expand_dbname = 0: the (replaced) dbname is a name, never a URL. */
@@ -241,6 +320,18 @@ PGconn *pgg_pq_connect(const char *conninfo, const char *dbname, pgg_buf *err)
     pgg_buf_printf(err, "cannot connect to database \"%s\": ",
                    PQdb(conn) ? PQdb(conn) : "?");
     append_trimmed(err, PQerrorMessage(conn));
+    if (!has_target && pgg_pq_standby_message(PQerrorMessage(conn)))
+      pgg_buf_printf(err, " (target_session_attrs=read-write: no host of the URL is a "
+                     "writable primary now)");
+    PQfinish(conn);
+    conn = NULL;
+  } else if (on_standby(conn)) {
+    /* The URL asked for any server (target_session_attrs=any, or standby):
+     * a standby takes no repair and no shadow database. */
+    pgg_buf_printf(err, "cannot use database \"%s\" on %s:%s: " PGG_PQ_STANDBY_NOTE
+                   " (in_hot_standby = on); the guard needs the primary",
+                   PQdb(conn) ? PQdb(conn) : "?", PQhost(conn) ? PQhost(conn) : "?",
+                   PQport(conn) ? PQport(conn) : "?");
     PQfinish(conn);
     conn = NULL;
   } else {

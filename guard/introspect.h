@@ -39,11 +39,46 @@ int pgg_introspect_has_rows(PGconn *conn, const pgg_drift *d, pgg_catalog *live,
                             pgg_buf *err);
 
 /*
- * Connect to conninfo (a URL or key=value string), with its dbname replaced
- * by dbname when that is not NULL. Adds connect_timeout=10 when the string
- * has none and silences notices. Returns NULL with err set on failure.
+ * Connect to conninfo (a URL or key=value string, one host or several), with
+ * its dbname replaced by dbname when that is not NULL. Adds connect_timeout=10
+ * and target_session_attrs=read-write when the string sets none (so a list
+ * of hosts leads to the primary), and silences notices. A session that lands
+ * on a hot standby all the same (the string set target_session_attrs=any) is
+ * closed: the guard writes, a standby cannot. Returns NULL with err set on
+ * failure; pgg_pq_standby_message(err) tells a standby from other failures.
  */
 PGconn *pgg_pq_connect(const char *conninfo, const char *dbname, pgg_buf *err);
+
+/* One host of a connection string: the one an open session reached. */
+typedef struct {
+  char host[1025];      /* a name, an address or a socket directory */
+  char hostaddr[64];    /* the address it was reached at, or "" (a socket) */
+  char port[32];
+} pgg_pq_host;
+
+/* Where conn is connected; false when that cannot be told (or does not fit). */
+bool pgg_pq_host_of(PGconn *conn, pgg_pq_host *out);
+
+/*
+ * pgg_pq_connect, but to at's host whatever hosts conninfo lists (at NULL:
+ * the same as pgg_pq_connect). With a list of hosts, libpq gives up at the
+ * first that refuses the database: a shadow database created on the primary
+ * a moment ago is not on the standby yet, so its sessions go where the
+ * session that created it went.
+ */
+PGconn *pgg_pq_connect_at(const char *conninfo, const char *dbname, const pgg_pq_host *at,
+                          pgg_buf *err);
+
+/* What pgg_pq_connect says of a standby it closed. */
+#define PGG_PQ_STANDBY_NOTE "the server is a hot standby"
+
+/*
+ * Whether a failure's message (pgg_pq_connect's, or a repair's) says the
+ * server is a standby or read-only: libpq's refusals under
+ * target_session_attrs=read-write, PGG_PQ_STANDBY_NOTE, or SQLSTATE 25006
+ * (read_only_sql_transaction) as pgg_pq_error writes it. Pure.
+ */
+bool pgg_pq_standby_message(const char *msg);
 
 /*
  * Append PostgreSQL's error for a failed result (or the connection's message

@@ -112,6 +112,10 @@ int pgg_metrics_render(const pgg_metrics *m, pgg_buf *out)
   err = err ? err : header(out, "pgguard_schema_guard_refused", "gauge",
                            "1 when the guard refused to act: --admin-url and --upstream reach different servers.");
   err = err ? err : pgg_buf_printf(out, "pgguard_schema_guard_refused %d\n", m->guard_refused ? 1 : 0);
+  err = err ? err : header(out, "pgguard_schema_guard_standby", "gauge",
+                           "1 while the admin URL reaches no primary (a hot standby or a read-only "
+                           "server): the guard holds no request and repairs nothing.");
+  err = err ? err : pgg_buf_printf(out, "pgguard_schema_guard_standby %d\n", m->guard_standby ? 1 : 0);
   err = err ? err : header(out, "pgguard_catalog_checks_total", "counter",
                            "Catalog checks started (drift checks and repairs), at most one per second.");
   err = err ? err : pgg_buf_printf(out, "pgguard_catalog_checks_total %llu\n",

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "introspect.h"
 #include "log.h"
 #include "metrics.h"
 #include "redact.h"
@@ -80,6 +81,10 @@ static struct {
   unsigned attempts;          /* retries in this failing spell */
   bool upstream_news;         /* the next server-leg success is news: retry then */
   bool upstream_seen;         /* a server-leg connection succeeded since the last failure */
+  /* The admin URL reaches no primary (a standby, or a read-only server): a
+   * kind of failing, retried with the same backoff, but meanwhile the guard
+   * holds no request at all. */
+  bool standby;
 
   /* one guarded database, on the server --upstream reaches */
   char dbname[256];
@@ -91,10 +96,16 @@ static struct {
 static void schedule(void);
 static void on_tick(uv_timer_t *t);
 
-bool pgg_guardian_active(void)
+/* Whether repairs may run; requests also need a primary (pgg_guardian_active). */
+static bool may_repair(void)
 {
   return g.configured && g.cfg->repair_mode != PGG_REPAIR_MODE_OFF && !g.schema_broken &&
          !g.refused && !g.unverified;
+}
+
+bool pgg_guardian_active(void)
+{
+  return may_repair() && !g.standby;
 }
 
 bool pgg_guardian_missing_labels(void)
@@ -139,6 +150,10 @@ bool pgg_guardian_ready(const char **why)
    * take the proxy out of service. */
   if (!g.configured || g.refused)
     return true;
+  if (g.standby) {
+    *why = "the admin URL reaches no primary (a standby or a read-only server)";
+    return false;
+  }
   if (!g.loaded) {
     *why = g.schema_broken ? g.load_error : "desired schema not loaded yet";
     return false;
@@ -239,11 +254,22 @@ static void note_error(const char *reason)
   g.last_error_at = (double)time(NULL);
 }
 
+static void set_standby(bool on)
+{
+  g.standby = on;
+  pgg_metrics_g.guard_standby = on;
+}
+
 static void failing(int level, const char *event, const char *kv, const char *reason)
 {
   uint64_t now = uv_now(pgg_p.loop);
   note_error(reason);
   bool first = !g.failing;
+  /* Reaching a standby instead of the primary (or the reverse) is a change
+   * of state worth its own line, even in the middle of a failing spell. */
+  bool standby = pgg_pq_standby_message(reason);
+  bool news = first || standby != g.standby;
+  set_standby(standby);
   if (first) {
     g.failing = true;
     g.failing_since_ms = now;
@@ -262,7 +288,10 @@ static void failing(int level, const char *event, const char *kv, const char *re
     delay = cap;
   g.retry_at_ms = now + delay;
   g.backoff_ms = base * 2 < cap ? base * 2 : cap;
-  if (first)
+  if (news && standby)
+    pgg_log(PGG_LOG_WARN, "guard_standby", "guard=paused reason=%s retry_in_s=%.1f",
+            pgg_logq(reason), (double)delay / 1000);
+  else if (news)
     pgg_log(level, event, "%s%sreason=%s retry_in_s=%.1f", kv ? kv : "", kv ? " " : "",
             pgg_logq(reason), (double)delay / 1000);
   else
@@ -281,8 +310,10 @@ static void recovered(void)
     return;
   g.failing = false;
   g.backoff_ms = BACKOFF_FIRST_MS;
-  pgg_log(PGG_LOG_INFO, "guard_recovered", "after_s=%.1f retries=%u",
+  pgg_log(PGG_LOG_INFO, "guard_recovered", "from=%s after_s=%.1f retries=%u",
+          g.standby ? "standby" : "unreachable",
           (double)(uv_now(pgg_p.loop) - g.failing_since_ms) / 1000, g.attempts);
+  set_standby(false);
 }
 
 /* The admin session told us which database it guards, and whether its
@@ -314,6 +345,8 @@ static void refuse(const char *why)
   snprintf(g.refused_why, sizeof g.refused_why, "%s", why);
   pgg_log(PGG_LOG_ERROR, "guard_refused", "reason=%s", pgg_logq(why));
   pgg_metrics_g.guard_refused = true;
+  /* Refusing is final: whatever was said of a standby before no longer applies. */
+  set_standby(false);
   pgg_metrics_g.schema_loaded = false;
   pgg_metrics_g.drift_known = false;
   g.missing_labels = 0;
@@ -398,6 +431,15 @@ static void repair_done(void)
      * repair cool-down's, so requests work again as soon as it is back. */
     g.want_check = true;
     failing(PGG_LOG_ERROR, "repair_failed", NULL, g.job_res.error);
+    return;
+  }
+  if (oc == PGG_REPAIR_FAILED && pgg_pq_standby_message(g.job_res.error)) {
+    /* The session is open but the server refused to write (25006: it is in
+     * recovery). A drift check would read fine and end the spell at once,
+     * so the retry is a repair: it resumes once writes succeed (or when
+     * nothing is missing any more). */
+    failing(PGG_LOG_ERROR, "repair_failed", NULL, g.job_res.error);
+    g.want_repair = true;
     return;
   }
   recovered();
@@ -511,7 +553,7 @@ static job_kind next_job(void)
   if (g.want_load)
     return JOB_LOAD;
   /* A repair waits while the guard may not act (servers not compared yet). */
-  if (g.loaded && g.want_repair && pgg_guardian_active())
+  if (g.loaded && g.want_repair && may_repair())
     return JOB_REPAIR;
   if (g.loaded && g.want_check)
     return JOB_CHECK;
@@ -635,7 +677,8 @@ void pgg_guardian_cancel(pgg_guard_waiter *w)
  */
 void pgg_guardian_upstream_ok(void)
 {
-  if (!g.failing)
+  /* A standby accepts sessions all along: that says nothing of a primary. */
+  if (!g.failing || g.standby)
     return;
   bool news = g.upstream_news;
   g.upstream_news = false;

@@ -55,6 +55,16 @@ static const struct {
     {"postgresql://app:s3cr3t@[::1/app", "postgresql://app:****@[::1/app"},  /* libpq refuses it */
     {"postgresql://app:x7@q9@db/app", "postgresql://app:****@db/app"},      /* ambiguous '@' */
     {"host=db dbname=passwordless", "host=db dbname=passwordless"},
+    /* several hosts (libpq's multi-host syntax): the one password still masked */
+    {"postgresql://app:s3cr3t@db1:5432,db2:5433/app?target_session_attrs=any",
+     "postgresql://app:****@db1:5432,db2:5433/app?target_session_attrs=any"},
+    {"postgresql://app:s3cr3t@[::1]:5432,[::2]:5433/app",
+     "postgresql://app:****@[::1]:5432,[::2]:5433/app"},
+    {"postgresql://app@db1,db2:5433/app?password=s3cr3t",
+     "postgresql://app@db1,db2:5433/app?password=****"},
+    {"postgresql://db1:5432,db2:5433/app", "postgresql://db1:5432,db2:5433/app"},
+    {"host=db1,db2 port=5432,5433 user=app password=s3cr3t",
+     "host=db1,db2 port=5432,5433 user=app password=****"},
 };
 
 TEST(conninfo_is_printed_with_its_password_as_stars)
@@ -90,6 +100,13 @@ static const struct {
     {"host=h password=plain", "plain text", "**** text"},
     /* longest first: a secret containing another is masked whole */
     {"postgresql://u:ab%40abc@h/db", "ab@abc", "****"},
+    /* several hosts: libpq's message names each, the password wherever it shows */
+    {"postgresql://u:s3cr3t@h1:5432,h2:5433/db",
+     "connection to server at \"h1\", port 5432 failed: session is read-only\n"
+     "connection to server at \"h2\", port 5433 failed: s3cr3t",
+     "connection to server at \"h1\", port 5432 failed: session is read-only\n"
+     "connection to server at \"h2\", port 5433 failed: ****"},
+    {"host=h1,h2 port=1,2 password=s3cr3t", "h1 s3cr3t h2", "h1 **** h2"},
     /* no password: nothing masked */
     {"postgresql://u@h/db", "user u on h", "user u on h"},
 };
@@ -121,6 +138,8 @@ static const struct {
     {"postgresql://u:s3cr3t@h:5432/db", PGG_OK, NULL},
     {"host=h user=u password='x y' dbname=db", PGG_OK, NULL},
     {"postgresql://u:p%40ss@h/db", PGG_OK, NULL},
+    {"postgresql://u:s3cr3t@h1:5432,h2:5433/db?target_session_attrs=read-write", PGG_OK, NULL},
+    {"host=h1,h2 port=5432,5433 password=s3cr3t", PGG_OK, NULL},
     {"postgresql://u:sec%ZZret@h/db", PGG_ERR_CONFIG, "ZZret"},
     {"postgresql://u:s3cr3t@[::1/db", PGG_ERR_CONFIG, "s3cr3t"},
     {"postgresql://u:s3cr3t@h/db?foo=bar", PGG_ERR_CONFIG, "s3cr3t"},
