@@ -155,6 +155,7 @@ static void drift(http_conn *hc)
   rc = rc ? rc : pgg_json_str(&b, last);
   rc = rc ? rc : pgg_buf_printf(&b, ", \"last_error_at\": ");
   rc = rc ? rc : err_at > 0 ? pgg_buf_printf(&b, "%.0f", err_at) : pgg_buf_printf(&b, "null");
+  rc = rc ? rc : pgg_buf_printf(&b, ", \"standby\": %s", pgg_metrics_g.guard_standby ? "true" : "false");
   if (refused) {
     pgg_buf why;
     pgg_buf_init(&why);

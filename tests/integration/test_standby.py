@@ -2,6 +2,7 @@
 # (target_session_attrs=read-write unless the URL says otherwise); a guard whose admin URL
 # reaches only a hot standby says so once, holds no request (PostgreSQL's error passes
 # untouched and at once) and resumes when the standby is promoted.
+import json
 import os
 import shutil
 import tempfile
@@ -203,6 +204,7 @@ def test_guard_on_a_standby_holds_nothing_and_says_so_once(primary, standby, pgg
   assert metric(g, CHECKS) == 0 and metric(g, "pgguard_repairs_total", result="applied") == 0
   code, body = g.http_get("/drift")
   assert code == 503 and "hot standby" in body, body
+  assert json.loads(body)["standby"] is True, body
   assert "widgets" not in " ".join(tables(standby, db))
   assert PASSWORD not in g.log and PASSWORD not in body
   # `pgguard check` refuses the standby the same way, naming it.
