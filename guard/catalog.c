@@ -181,3 +181,18 @@ bool pgg_catalog_has_routine(const pgg_catalog *c, const char *schema, const cha
   }
   return false;
 }
+
+void pgg_catalog_remove(pgg_catalog *c, const bool *gone)
+{
+  size_t kept = 0;
+  for (size_t i = 0; i < c->n; i++) {
+    if (gone[i]) {
+      obj_free_strings(&c->objs[i]);
+      continue;
+    }
+    if (kept != i)
+      c->objs[kept] = c->objs[i];
+    kept++;
+  }
+  c->n = kept;
+}

@@ -86,6 +86,8 @@ void pgg_catalog_sort(pgg_catalog *c);
 const pgg_object *pgg_catalog_find(const pgg_catalog *c, pgg_obj_kind kind,
                                    const char *schema, const char *parent,
                                    const char *name);
+/* Remove the objects whose gone[i] is true, keeping the others' order. */
+void pgg_catalog_remove(pgg_catalog *c, const bool *gone);
 /* Append a routine name (strings duplicated). PGG_OK or PGG_ERR_NOMEM. */
 int pgg_catalog_add_routine(pgg_catalog *c, const char *schema, const char *name);
 /* Whether a routine of this name exists; schema NULL means in any schema. */

@@ -27,6 +27,7 @@ typedef struct {
   int lock_timeout_ms;           /* --lock-timeout (2000) */
   int statement_timeout_ms;      /* --statement-timeout (30000) */
   bool strict;                   /* --strict: refuse to start when the schema does not load */
+  const char *exclude;           /* --exclude: patterns added to the bookkeeping tables left out */
 } pgg_guard_config;
 
 void pgg_guard_config_defaults(pgg_guard_config *cfg);

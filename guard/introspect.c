@@ -3,6 +3,7 @@
  * tables, columns, constraints, indexes) into a pgg_catalog, one query per kind.
  */
 #include "introspect.h"
+#include "exclude.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -555,6 +556,8 @@ int pgg_introspect(PGconn *conn, pgg_catalog *out, pgg_buf *err)
       break;
     pgg_pq_err_rewind(err, mark);
   }
+  if (!rc)
+    pgg_catalog_exclude(out);   /* bookkeeping tables and --exclude: never compared */
   return rc;
 }
 

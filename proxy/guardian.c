@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "introspect.h"
+#include "exclude.h"
 #include "log.h"
 #include "metrics.h"
 #include "redact.h"
@@ -528,6 +529,14 @@ static void apply_pending(void)
   cfg->repair_mode = n->repair_mode;
   cfg->repair_wait = n->repair_wait;
   cfg->cooldown = n->cooldown;
+  cfg->exclude = n->exclude;
+  {
+    pgg_buf err;
+    pgg_buf_init(&err);
+    if (pgg_exclude_set(cfg->exclude, &err) != PGG_OK)
+      pgg_log(PGG_LOG_WARN, "reload_failed", "option=exclude");
+    pgg_buf_free(&err);
+  }
   cfg->lock_timeout_ms = n->lock_timeout_ms;
   cfg->statement_timeout_ms = n->statement_timeout_ms;
   cfg->object_owner = n->object_owner;

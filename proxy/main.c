@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <unistd.h>
 
+#include "exclude.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -306,6 +307,14 @@ int main(int argc, char **argv)
   if (strcmp(opt.command, "version") == 0) {
     printf("pgguard %s\n", PGG_VERSION);
     return 0;
+  }
+  {
+    pgg_buf err;
+    pgg_buf_init(&err);
+    int bad = pgg_exclude_set(opt.guard.exclude, &err);
+    pgg_buf_free(&err);
+    if (bad)
+      return 2;   /* the option parser showed why */
   }
   if (strcmp(opt.command, "check") == 0)
     return pgg_cli_check(&opt.guard, opt.json, opt.fail_on);

@@ -17,6 +17,7 @@
 
 #include <ini.h>
 
+#include "exclude.h"
 #include "log.h"
 #include "redact.h"
 
@@ -264,6 +265,20 @@ static int set_shadow_url(pgg_options *o, const char *name, const char *v)
   return PGG_OK;
 }
 
+static int set_exclude(pgg_options *o, const char *name, const char *v)
+{
+  pgg_buf err;
+  pgg_buf_init(&err);
+  int rc = pgg_exclude_check(v, &err);
+  if (rc) {
+    pgg_buf_append_u8(&err, 0);
+    rc = bad(name, v, err.len > 1 ? (const char *)err.data + strlen("--exclude: ") : "out of memory");
+  }
+  pgg_buf_free(&err);
+  o->guard.exclude = v;
+  return rc;
+}
+
 static int set_repair(pgg_options *o, const char *name, const char *v)
 {
   if (strcmp(v, "on-error") == 0)
@@ -414,6 +429,11 @@ static const opt_row rows[] = {
   {.name = "object-owner", .env = "PGGUARD_OBJECT_OWNER", .kind = ARG_TEXT, .metavar = "ROLE",
    FIELD(guard.object_owner), .shown = "the database owner", .reload = RELOAD,
    .help = "owner of repaired objects"},
+  {.name = "exclude", .env = "PGGUARD_EXCLUDE", .kind = ARG_TEXT, .metavar = "PATTERNS",
+   FIELD(guard.exclude), .set = set_exclude, .shown = "migration tools' tables", .reload = RELOAD,
+   .help = "tables or schemas never compared, added to the migration tools'\n"
+           "bookkeeping tables: NAME or SCHEMA.NAME globs, comma-separated\n"
+           "(e.g. audit_*,scratch.*)"},
   {.name = "repair", .env = "PGGUARD_REPAIR", .kind = ARG_CHOICE, .metavar = "MODE",
    FIELD(guard.repair_mode), .set = set_repair, .value = "on-error", .reload = RELOAD,
    .help = "on-error, eager, off"},
