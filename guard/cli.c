@@ -68,7 +68,7 @@ static int load_drift(const pgg_guard_config *cfg, cli_state *s)
   pgg_buf_init(&err);
   pgg_buf notes;
   pgg_buf_init(&notes);
-  int rc = pgg_desired_load(cfg, &s->desired, &err, &notes);
+  int rc = pgg_desired_load(cfg, &s->desired, &err, &notes, NULL);
   if (notes.len) {
     pgg_buf_append_u8(&notes, 0);
     for (char *line = strtok((char *)notes.data, "\n"); line; line = strtok(NULL, "\n"))

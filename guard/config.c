@@ -18,4 +18,5 @@ void pgg_guard_config_defaults(pgg_guard_config *cfg)
    * the application's own statements behind its ACCESS EXCLUSIVE requests. */
   cfg->lock_timeout_ms = 2000;
   cfg->statement_timeout_ms = 30000;
+  cfg->shadow_keep = 1;   /* the previous version, for a rolling deploy */
 }

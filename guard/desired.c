@@ -633,6 +633,73 @@ static int read_shadow(const char *conninfo, const char *dbname, const pgg_pq_ho
   return rc;
 }
 
+/*
+ * Drop shadow databases no pgguard needs: all but the one just loaded, the
+ * --shadow-keep newest others (a rolling deploy's previous version) and any
+ * that an admin session announces it uses (PGG_SHADOW_USE_KEY in pg_locks,
+ * cluster-wide). Decided in the maintenance database under one lock every
+ * sidecar of the server shares; best effort, never failing the load. A
+ * shadow someone is connected to refuses DROP (55006) and stays.
+ */
+static const char q_old_shadows[] =
+  "SELECT d.datname FROM pg_catalog.pg_database d"
+  " WHERE d.datname ~ '^pgguard_shadow_[0-9a-f]{16}$' AND d.datname <> $1"
+  "   AND pg_catalog.shobj_description(d.oid, 'pg_database') LIKE 'pgguard shadow %'"
+  "   AND ('x' || lpad(right(d.datname, 8), 8, '0'))::bit(32)::int & 2147483647 NOT IN ("
+  "     SELECT l.objid::bigint FROM pg_catalog.pg_locks l"
+  "      WHERE l.locktype = 'advisory' AND l.classid = $2::oid AND l.objsubid = 2)"
+  " ORDER BY d.oid DESC OFFSET $3";
+
+static void prune_shadows(const pgg_guard_config *cfg, const pgg_pq_host *here,
+                          const char *current, pgg_buf *notes)
+{
+  pgg_buf e, q;
+  pgg_buf_init(&e);
+  pgg_buf_init(&q);
+  PGconn *m = pgg_pq_connect_at(cfg->admin_url, "postgres", here, &e);
+  PGresult *res = NULL;
+  if (!m) {
+    if (notes)
+      pgg_buf_printf(notes, "old shadow databases not pruned: the maintenance database: %s\n",
+                     bstr(&e));
+    goto out;
+  }
+  pgg_buf_printf(&q, "SELECT pg_catalog.pg_try_advisory_lock(%lld)",
+                 (long long)PGG_SHADOW_PRUNE_KEY);
+  res = PQexec(m, (const char *)q.data);
+  if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || strcmp(PQgetvalue(res, 0, 0), "t") != 0)
+    goto out;   /* another pgguard prunes right now */
+  PQclear(res);
+  char key[16], keep[16];
+  snprintf(key, sizeof key, "%d", PGG_SHADOW_USE_KEY);
+  snprintf(keep, sizeof keep, "%d", cfg->shadow_keep > 0 ? cfg->shadow_keep : 0);
+  const char *params[3] = {current, key, keep};
+  res = PQexecParams(m, q_old_shadows, 3, NULL, params, NULL, NULL, 0);
+  if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+    if (notes) {
+      pgg_buf_printf(notes, "old shadow databases not pruned: ");
+      pgg_pq_error(notes, m, res);
+      pgg_buf_printf(notes, "\n");
+    }
+    goto out;
+  }
+  for (int i = 0; i < PQntuples(res); i++) {
+    const char *db = PQgetvalue(res, i, 0);
+    if (build_db_stmt(&q, "DROP DATABASE", db, "") != PGG_OK)
+      break;
+    PGresult *d = PQexec(m, (const char *)q.data);
+    if (notes && d && PQresultStatus(d) == PGRES_COMMAND_OK)
+      pgg_buf_printf(notes, "dropped the old shadow database %s\n", db);
+    PQclear(d);
+  }
+out:
+  PQclear(res);
+  if (m)
+    PQfinish(m);   /* also releases the pruning lock */
+  pgg_buf_free(&q);
+  pgg_buf_free(&e);
+}
+
 static int load_own_shadow(const pgg_guard_config *cfg, const file_list *fl, uint64_t hash,
                            pgg_catalog *desired, pgg_buf *err, pgg_buf *notes)
 {
@@ -760,6 +827,8 @@ static int load_own_shadow(const pgg_guard_config *cfg, const file_list *fl, uin
   if (rc)
     pgg_buf_printf(err, "reading the shadow database %s: %s", dbname, bstr(&e));
   pgg_buf_free(&e);
+  if (!rc)
+    prune_shadows(cfg, here, dbname, notes);
   return rc;
 }
 
@@ -911,9 +980,11 @@ out:
 }
 
 int pgg_desired_load(const pgg_guard_config *cfg, pgg_catalog *desired, pgg_buf *err,
-                     pgg_buf *notes)
+                     pgg_buf *notes, uint64_t *shadow_hash)
 {
   pgg_catalog_init(desired);
+  if (shadow_hash)
+    *shadow_hash = 0;
   if (!cfg->shadow_url && (!cfg->admin_url || !*cfg->admin_url)) {
     pgg_buf_printf(err, "no --admin-url: the shadow database is created on its server");
     return PGG_ERR_CONFIG;
@@ -925,6 +996,8 @@ int pgg_desired_load(const pgg_guard_config *cfg, pgg_catalog *desired, pgg_buf 
     uint64_t hash = schema_hash(&fl);
     rc = cfg->shadow_url ? load_given_shadow(cfg, &fl, hash, desired, err, notes)
                          : load_own_shadow(cfg, &fl, hash, desired, err, notes);
+    if (!rc && shadow_hash && !cfg->shadow_url)
+      *shadow_hash = hash;
   }
   files_free(&fl);
   return rc;

@@ -28,6 +28,7 @@ typedef struct {
   int statement_timeout_ms;      /* --statement-timeout (30000) */
   bool strict;                   /* --strict: refuse to start when the schema does not load */
   const char *exclude;           /* --exclude: patterns added to the bookkeeping tables left out */
+  int shadow_keep;               /* --shadow-keep: older shadow databases kept besides the current (1) */
 } pgg_guard_config;
 
 void pgg_guard_config_defaults(pgg_guard_config *cfg);
@@ -38,10 +39,12 @@ void pgg_guard_config_defaults(pgg_guard_config *cfg);
  * the shadow's catalog into *desired. On failure err holds a message a person
  * can act on, naming the file, the line and PostgreSQL's message. notes
  * (may be NULL) gets one line per statement skipped while loading (a role
- * this server lacks).
+ * this server lacks) and per old shadow database dropped. *shadow_hash (may
+ * be NULL) gets the hash naming the shadow database pgguard created, or 0
+ * with --shadow-url.
  */
 int pgg_desired_load(const pgg_guard_config *cfg, pgg_catalog *desired, pgg_buf *err,
-                     pgg_buf *notes);
+                     pgg_buf *notes, uint64_t *shadow_hash);
 
 /*
  * The files of the desired schema, in the order they apply and by which
@@ -81,6 +84,10 @@ void pgg_admin_free(pgg_admin *a);
  * the next job on. Call only while no job runs. PGG_OK or PGG_ERR_NOMEM.
  */
 int pgg_admin_set_limits(pgg_admin *a, const pgg_guard_config *cfg);
+/* The shadow database this pgguard uses (its hash; 0: none), announced by a
+ * shared advisory lock from the admin session's next connection on. Call
+ * only while no job runs. */
+void pgg_admin_set_shadow(pgg_admin *a, uint64_t hash);
 /*
  * From another thread (the event loop's, at shutdown): cancel the statement
  * the admin session is running, and open no new session, so a job blocked
@@ -121,6 +128,14 @@ pgg_server_match pgg_admin_server(const pgg_admin *a, const char **why);
 
 /* The fixed advisory lock key every pgguard sidecar repairs under. */
 #define PGG_ADVISORY_KEY 0x7067677561726400LL /* "pgguard\0" */
+/*
+ * Every admin session holds pg_advisory_lock_shared(PGG_SHADOW_USE_KEY,
+ * low 31 bits of its shadow's hash): pg_locks then shows, cluster-wide,
+ * which shadow databases some pgguard uses, and pruning keeps those.
+ */
+#define PGG_SHADOW_USE_KEY 0x70676773 /* "pggs" */
+/* Pruning old shadow databases: one pgguard at a time, in the maintenance database. */
+#define PGG_SHADOW_PRUNE_KEY (PGG_ADVISORY_KEY + 2)
 
 /* `pgguard check` and `pgguard plan`: print, return the process exit code. */
 /* check: 0 clean, 1 drift in a state of fail_on (1 << pgg_drift_state; 0 means missing), 2 error */

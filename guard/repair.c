@@ -27,6 +27,7 @@ struct pgg_admin {
   pthread_mutex_t cancel_mu;
   PGcancel *cancel;
   bool stopping;          /* cancelled for good: no new session */
+  uint64_t shadow_hash;   /* the shadow database in use, announced by each session */
 };
 
 /* A repair whose lock was released between its label transaction and its
@@ -117,6 +118,14 @@ int pgg_admin_set_limits(pgg_admin *a, const pgg_guard_config *cfg)
    * connects afresh and sets the new ones. */
   drop_conn(a);
   return PGG_OK;
+}
+
+void pgg_admin_set_shadow(pgg_admin *a, uint64_t hash)
+{
+  if (a->shadow_hash == hash)
+    return;
+  a->shadow_hash = hash;
+  drop_conn(a);   /* the next session announces the new one */
 }
 
 void pgg_admin_free(pgg_admin *a)
@@ -363,9 +372,13 @@ static int ensure_conn(pgg_admin *a, pgg_buf *err)
   set_cancel(a, PQgetCancel(a->conn));
   /* Drift checks run on the thread pool too: bound them like the repair,
    * so a stuck catalog read cannot hold the guard's only worker forever. */
-  char sql[128];
-  snprintf(sql, sizeof sql, "SET statement_timeout = %d; SET lock_timeout = %d",
-           a->cfg.statement_timeout_ms, a->cfg.lock_timeout_ms);
+  char sql[256];
+  int n = snprintf(sql, sizeof sql, "SET statement_timeout = %d; SET lock_timeout = %d",
+                   a->cfg.statement_timeout_ms, a->cfg.lock_timeout_ms);
+  /* Which shadow database this pgguard uses, for pruning (PGG_SHADOW_USE_KEY). */
+  if (a->shadow_hash)
+    snprintf(sql + n, sizeof sql - (size_t)n, "; SELECT pg_catalog.pg_advisory_lock_shared(%d, %d)",
+             PGG_SHADOW_USE_KEY, (int)(a->shadow_hash & 0x7fffffff));
   int rc = pgg_pq_exec(a->conn, sql, err);
   if (rc) {
     drop_conn(a);

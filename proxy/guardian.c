@@ -53,7 +53,8 @@ static struct {
   /* the running job's input and output */
   pgg_catalog job_desired;
   pgg_buf job_err;
-  pgg_buf job_notes;     /* statements the load skipped, one per line */
+  pgg_buf job_notes;     /* statements the load skipped, shadows it dropped: one per line */
+  uint64_t job_shadow;   /* the loaded shadow database's hash (0: --shadow-url) */
   int job_rc;
   pgg_repair_result job_res;
   bool job_requested;
@@ -177,7 +178,8 @@ static void job_work(uv_work_t *w)
      * servers before anything is created on the admin URL's server. */
     g.job_rc = pgg_admin_connect(g.admin, &g.job_err);
     if (g.job_rc == PGG_OK)
-      g.job_rc = pgg_desired_load(g.cfg, &g.job_desired, &g.job_err, &g.job_notes);
+      g.job_rc = pgg_desired_load(g.cfg, &g.job_desired, &g.job_err, &g.job_notes,
+                                  &g.job_shadow);
     break;
   case JOB_CHECK:
     g.job_rc = pgg_admin_check(g.admin, &g.desired, &g.job_res);
@@ -461,7 +463,8 @@ static void repair_done(void)
   notify(oc);
 }
 
-/* One warning per statement the schema load skipped (a role this server lacks). */
+/* One line per statement the schema load skipped (a role this server lacks)
+ * and per old shadow database it dropped. */
 static void log_notes(pgg_buf *notes)
 {
   if (!notes->len)
@@ -473,7 +476,10 @@ static void log_notes(pgg_buf *notes)
       *nl = 0;
     char shown[1024];
     pgg_redact(&g.secrets, line, shown, sizeof shown);
-    pgg_log(PGG_LOG_WARN, "schema_statement_skipped", "detail=%s", pgg_logq(shown));
+    if (strncmp(line, "schema file ", 12) == 0)
+      pgg_log(PGG_LOG_WARN, "schema_statement_skipped", "detail=%s", pgg_logq(shown));
+    else
+      pgg_log(PGG_LOG_INFO, "shadow_pruning", "detail=%s", pgg_logq(shown));
     if (!nl)
       break;
     line = nl + 1;
@@ -499,6 +505,8 @@ static void job_done(uv_work_t *w, int status)
   switch (kind) {
   case JOB_LOAD:
     log_notes(&g.job_notes);
+    if (g.job_rc == PGG_OK)
+      pgg_admin_set_shadow(g.admin, g.job_shadow);
     load_done();
     pgg_buf_reset(&g.job_err);
     break;
@@ -530,6 +538,7 @@ static void apply_pending(void)
   cfg->repair_wait = n->repair_wait;
   cfg->cooldown = n->cooldown;
   cfg->exclude = n->exclude;
+  cfg->shadow_keep = n->shadow_keep;
   {
     pgg_buf err;
     pgg_buf_init(&err);
@@ -794,8 +803,10 @@ int pgg_guardian_start(void)
   pgg_buf_free(&shown);
   if (cfg->strict) {
     /* --strict: refuse to start rather than proxy unguarded. */
-    int rc = pgg_desired_load(cfg, &g.desired, &g.job_err, &g.job_notes);
+    int rc = pgg_desired_load(cfg, &g.desired, &g.job_err, &g.job_notes, &g.job_shadow);
     log_notes(&g.job_notes);
+    if (!rc)
+      pgg_admin_set_shadow(g.admin, g.job_shadow);
     if (rc) {
       pgg_buf_append_u8(&g.job_err, 0);
       pgg_redact(&g.secrets, g.job_err.len > 1 ? (const char *)g.job_err.data : pgg_strerror(rc),

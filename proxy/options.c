@@ -426,6 +426,10 @@ static const opt_row rows[] = {
   {.name = "shadow-url", .env = "PGGUARD_SHADOW_URL", .kind = ARG_TEXT, .metavar = "URL",
    FIELD(guard.shadow_url), .set = set_shadow_url, .shown = "one pgguard creates", .reload = RELOAD,
    .help = "database to load the schema into"},
+  {.name = "shadow-keep", .env = "PGGUARD_SHADOW_KEEP", .kind = ARG_INT, .metavar = "N",
+   FIELD(guard.shadow_keep), .min = 0, .max = 1000, .value = "1", .reload = RELOAD,
+   .help = "older pgguard_shadow_* databases kept besides the current one\n"
+           "(and those another pgguard uses); older ones are dropped"},
   {.name = "object-owner", .env = "PGGUARD_OBJECT_OWNER", .kind = ARG_TEXT, .metavar = "ROLE",
    FIELD(guard.object_owner), .shown = "the database owner", .reload = RELOAD,
    .help = "owner of repaired objects"},

@@ -8,7 +8,7 @@ import pytest
 from conftest import PGBIN, run, _txt
 from guard_helpers import (ADDITIVE_PREFIXES, CORE_SQL, FINANCE_TABLES, FULL_SQL, MIGRATIONS,
                            AppDb, check, check_json, items, plan,
-                           plan_statements, seed_core, shadow_dbs, unique_schema)
+                           plan_statements, seed_core, shadow_dbs, unique_schema, wait_until)
 
 
 @pytest.fixture(scope="module")
@@ -303,3 +303,47 @@ def test_check_without_reachable_database_exits_2(tmp_path):
   r = check("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2", FULL_SQL)
   assert r.returncode == 2
   assert "admin database" in r.stderr and r.stdout == ""
+
+
+def test_old_shadow_databases_are_pruned_unless_kept_or_in_use(pg, full_db, pgguard, tmp_path):
+  versions = []
+  for i in range(5):
+    d = tmp_path / ("v%d" % i)
+    d.mkdir()
+    versions.append(unique_schema(d))
+
+  def shadow_of(schema):
+    before = set(shadow_dbs(pg))
+    assert check(full_db.admin_url, schema).returncode == 0
+    return before
+
+  # A running pgguard on version 0: its admin session announces that shadow.
+  g = pgguard("--schema", str(versions[0]), "--admin-url", full_db.admin_url)
+  in_use = wait_until(lambda: {n for n in shadow_dbs(pg)
+                               if pg.sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                                         " AND classid = %s AND objsubid = 2 AND objid = "
+                                         "(('x' || right(%s, 8))::bit(32)::int & 2147483647)",
+                                         (0x70676773, n))[0][0]},
+                      timeout=30, what="the running pgguard announcing its shadow")
+  assert len(in_use) == 1, in_use
+  names = []
+  for v in versions[1:4]:
+    before = set(shadow_dbs(pg))
+    assert check(full_db.admin_url, v).returncode == 0
+    new = set(shadow_dbs(pg)) - before
+    names.append(new.pop() if new else None)
+  now = set(shadow_dbs(pg))
+  # Kept: the current (v3), the previous (v2), the one in use (v0). Dropped: v1.
+  assert names[2] in now and names[1] in now, (names, now)
+  assert in_use <= now
+  assert names[0] not in now, (names, now)
+  # --shadow-keep 0: only the current one and those in use.
+  before = set(shadow_dbs(pg))
+  r = check(full_db.admin_url, versions[4], "--shadow-keep", "0")
+  assert r.returncode == 0, r.stderr
+  current, = set(shadow_dbs(pg)) - before
+  now = set(shadow_dbs(pg))
+  assert current in now and in_use <= now
+  assert names[1] not in now and names[2] not in now, now
+  # Nothing else of the server was touched.
+  assert pg.sql("SELECT count(*) FROM pg_database WHERE datname = %s", (full_db.name,))[0][0] == 1
