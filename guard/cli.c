@@ -3,6 +3,7 @@
  * plan on the command line, for the step right after a restore.
  */
 #include "guard.h"
+#include "history.h"
 #include "introspect.h"
 #include "redact.h"
 
@@ -118,6 +119,13 @@ int pgg_cli_check(const pgg_guard_config *cfg, bool json, unsigned fail_on)
   pgg_buf_free(&err);
   if (!rc)
     rc = json ? pgg_drift_format_json(&s.drift, &out) : pgg_drift_format_text(&s.drift, &out);
+  /* A restored migration history that lags the schema: what to mark applied. */
+  if (!rc && !json) {
+    pgg_buf_init(&err);
+    if (pgg_history_hints(cfg->schema_path, s.conn, &s.live, &out, &err) != PGG_OK)
+      say(cfg, "warning: the migration history was not compared: %s", bstr(&err));
+    pgg_buf_free(&err);
+  }
   if (!rc && json)
     rc = pgg_buf_append_u8(&out, '\n');
   /* The states that fail the check (--fail-on; missing by default). */

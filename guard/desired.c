@@ -6,6 +6,7 @@
 #include "introspect.h"
 #include "migrations.h"
 #include "sqlfile.h"
+#include "history.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -1016,4 +1017,32 @@ int pgg_desired_files(const char *schema_path, pgg_buf *out, pgg_buf *err)
   }
   files_free(&fl);
   return rc;
+}
+
+int pgg_desired_file_list(const char *schema_path, pgg_mig_tool *tool, pgg_schema_file **v,
+                          size_t *n, pgg_buf *err)
+{
+  file_list fl = {0};
+  *v = NULL;
+  *n = 0;
+  int rc = collect_files(schema_path, &fl, tool, err);
+  if (!rc && fl.n && !(*v = calloc(fl.n, sizeof **v)))
+    rc = PGG_ERR_NOMEM;
+  for (size_t i = 0; !rc && i < fl.n; i++) {
+    (*v)[i].rel = fl.v[i].rel;
+    (*v)[i].text = fl.v[i].text;
+    fl.v[i].rel = fl.v[i].text = NULL;
+    (*n)++;
+  }
+  files_free(&fl);
+  return rc;
+}
+
+void pgg_schema_files_free(pgg_schema_file *v, size_t n)
+{
+  for (size_t i = 0; i < n; i++) {
+    free(v[i].rel);
+    free(v[i].text);
+  }
+  free(v);
 }

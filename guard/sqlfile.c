@@ -178,3 +178,112 @@ void pgg_sql_list_free(pgg_sql_list *l)
   l->v = NULL;
   l->n = 0;
 }
+
+/* ---- what a file creates -------------------------------------------------- */
+
+static int push(pgg_sql_objs *o, pgg_obj_kind kind, const char *schema, const char *parent,
+                const char *name)
+{
+  if (!name || !*name)
+    return PGG_OK;
+  pgg_sql_obj *grown = realloc(o->v, (o->n + 1) * sizeof *o->v);
+  if (!grown)
+    return PGG_ERR_NOMEM;
+  o->v = grown;
+  pgg_sql_obj *x = &o->v[o->n];
+  x->kind = kind;
+  x->schema = strdup(schema && *schema ? schema : "public");
+  x->parent = parent ? strdup(parent) : NULL;
+  x->name = strdup(name);
+  o->n++;
+  return x->schema && x->name && (!parent || x->parent) ? PGG_OK : PGG_ERR_NOMEM;
+}
+
+static const char *rv_schema(const PgQuery__RangeVar *rv)
+{
+  return rv && rv->schemaname && *rv->schemaname ? rv->schemaname : NULL;
+}
+
+static int created_by(const PgQuery__Node *n, pgg_sql_objs *o)
+{
+  switch (n ? n->node_case : PG_QUERY__NODE__NODE__NOT_SET) {
+  case PG_QUERY__NODE__NODE_CREATE_SCHEMA_STMT:
+    return push(o, PGG_OBJ_SCHEMA, n->create_schema_stmt->schemaname, NULL,
+                n->create_schema_stmt->schemaname);
+  case PG_QUERY__NODE__NODE_CREATE_STMT: {
+    const PgQuery__RangeVar *rv = n->create_stmt->relation;
+    return rv ? push(o, PGG_OBJ_TABLE, rv_schema(rv), NULL, rv->relname) : PGG_OK;
+  }
+  case PG_QUERY__NODE__NODE_CREATE_SEQ_STMT: {
+    const PgQuery__RangeVar *rv = n->create_seq_stmt->sequence;
+    return rv ? push(o, PGG_OBJ_SEQUENCE, rv_schema(rv), NULL, rv->relname) : PGG_OK;
+  }
+  case PG_QUERY__NODE__NODE_INDEX_STMT: {
+    const PgQuery__RangeVar *rv = n->index_stmt->relation;
+    return rv ? push(o, PGG_OBJ_INDEX, rv_schema(rv), rv->relname, n->index_stmt->idxname)
+              : PGG_OK;
+  }
+  case PG_QUERY__NODE__NODE_CREATE_ENUM_STMT: {
+    const PgQuery__CreateEnumStmt *e = n->create_enum_stmt;
+    const char *parts[2] = {NULL, NULL};
+    size_t k = 0;
+    for (size_t i = 0; i < e->n_type_name && k < 2; i++)
+      if (e->type_name[i]->node_case == PG_QUERY__NODE__NODE_STRING)
+        parts[k++] = e->type_name[i]->string->sval;
+    return push(o, PGG_OBJ_ENUM, k == 2 ? parts[0] : NULL, NULL, k == 2 ? parts[1] : parts[0]);
+  }
+  case PG_QUERY__NODE__NODE_ALTER_TABLE_STMT: {
+    const PgQuery__AlterTableStmt *a = n->alter_table_stmt;
+    int rc = PGG_OK;
+    for (size_t i = 0; a->relation && i < a->n_cmds && !rc; i++) {
+      const PgQuery__Node *c = a->cmds[i];
+      if (c->node_case != PG_QUERY__NODE__NODE_ALTER_TABLE_CMD ||
+          c->alter_table_cmd->subtype != PG_QUERY__ALTER_TABLE_TYPE__AT_AddColumn ||
+          !c->alter_table_cmd->def ||
+          c->alter_table_cmd->def->node_case != PG_QUERY__NODE__NODE_COLUMN_DEF)
+        continue;
+      rc = push(o, PGG_OBJ_COLUMN, rv_schema(a->relation), a->relation->relname,
+                c->alter_table_cmd->def->column_def->colname);
+    }
+    return rc;
+  }
+  default:
+    return PGG_OK;
+  }
+}
+
+int pgg_sql_created(const char *text, pgg_sql_objs *out, pgg_buf *err)
+{
+  memset(out, 0, sizeof *out);
+  PgQueryProtobufParseResult r = pg_query_parse_protobuf(text);
+  if (r.error) {
+    size_t pos = r.error->cursorpos > 0 ? (size_t)r.error->cursorpos - 1 : 0;
+    pgg_buf_printf(err, "line %u: %s", pgg_sql_line_at(text, pos),
+                   r.error->message ? r.error->message : "syntax error");
+    pg_query_free_protobuf_parse_result(r);
+    return PGG_ERR_SCHEMA;
+  }
+  PgQuery__ParseResult *tree =
+    pg_query__parse_result__unpack(NULL, r.parse_tree.len, (const uint8_t *)r.parse_tree.data);
+  int rc = tree ? PGG_OK : PGG_ERR_SCHEMA;
+  for (size_t i = 0; tree && !rc && i < tree->n_stmts; i++)
+    rc = created_by(tree->stmts[i]->stmt, out);
+  if (tree)
+    pg_query__parse_result__free_unpacked(tree, NULL);
+  pg_query_free_protobuf_parse_result(r);
+  if (rc)
+    pgg_sql_objs_free(out);
+  return rc;
+}
+
+void pgg_sql_objs_free(pgg_sql_objs *o)
+{
+  for (size_t i = 0; i < o->n; i++) {
+    free(o->v[i].schema);
+    free(o->v[i].parent);
+    free(o->v[i].name);
+  }
+  free(o->v);
+  o->v = NULL;
+  o->n = 0;
+}

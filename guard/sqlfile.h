@@ -7,6 +7,7 @@
 #ifndef PGG_SQLFILE_H
 #define PGG_SQLFILE_H
 
+#include "catalog.h"
 #include "pgg.h"
 
 typedef enum {
@@ -36,6 +37,27 @@ typedef struct {
  */
 int pgg_sql_split(const char *text, size_t len, pgg_sql_list *out, pgg_buf *err);
 void pgg_sql_list_free(pgg_sql_list *l);
+/* An object a file creates, as far as pgguard's catalog models it. */
+typedef struct {
+  pgg_obj_kind kind;   /* schema, enum, sequence, table, column, index */
+  char *schema;        /* as written, or "public" when unqualified */
+  char *parent;        /* the table of a column or an index, else NULL */
+  char *name;
+} pgg_sql_obj;
+
+typedef struct {
+  pgg_sql_obj *v;
+  size_t n;
+} pgg_sql_objs;
+
+/*
+ * The schemas, enum types, sequences, tables, columns (ALTER TABLE ... ADD
+ * COLUMN) and named indexes that text creates. PGG_OK, PGG_ERR_NOMEM, or
+ * PGG_ERR_SCHEMA (a syntax error, in err).
+ */
+int pgg_sql_created(const char *text, pgg_sql_objs *out, pgg_buf *err);
+void pgg_sql_objs_free(pgg_sql_objs *o);
+
 /* The line of byte offset off in text (1-based). */
 unsigned pgg_sql_line_at(const char *text, size_t off);
 

@@ -84,3 +84,79 @@ def test_sqitch_plan_naming_a_change_without_deploy_file_is_a_clear_error(pg, tm
   r = check(db.admin_url, str(folder))
   assert r.returncode == 2, r.stdout + r.stderr
   assert 'names change "b" but deploy/b.sql does not exist' in r.stderr, r.stderr
+
+
+PRISMA = {
+  "20240101000000_init/migration.sql": "CREATE TABLE a (id int PRIMARY KEY);",
+  "20240201000000_b/migration.sql": "CREATE TABLE b (id int PRIMARY KEY, a_id int REFERENCES a);\n"
+                                    "CREATE INDEX b_a_idx ON b (a_id);",
+  "20240301000000_note/migration.sql": "ALTER TABLE b ADD COLUMN note text;",
+  "migration_lock.toml": "provider = \"postgresql\"\n",
+}
+
+PRISMA_HISTORY = ("CREATE TABLE _prisma_migrations (id varchar(36) PRIMARY KEY, checksum varchar(64) "
+                  "NOT NULL, finished_at timestamptz, migration_name varchar(255) NOT NULL, logs text, "
+                  "rolled_back_at timestamptz, started_at timestamptz NOT NULL DEFAULT now(), "
+                  "applied_steps_count int NOT NULL DEFAULT 0)")
+
+
+def test_check_names_the_migrations_a_restored_history_lacks(pg, tmp_path):
+  folder = write_tree(tmp_path / "migrations", PRISMA)
+  db = AppDb(pg, "mig_history_prisma")
+  # The schema as the second migration left it (the guard created b, or it was restored),
+  # but the restored history knows only the first.
+  start = tmp_path / "start.sql"
+  start.write_text(PRISMA_HISTORY + ";\n"
+                   "INSERT INTO _prisma_migrations (id, checksum, finished_at, migration_name) "
+                   "VALUES ('1', 'x', now(), '20240101000000_init');\n"
+                   "CREATE TABLE a (id int PRIMARY KEY);\n"
+                   "CREATE TABLE b (id int PRIMARY KEY, a_id int REFERENCES a);\n"
+                   "CREATE INDEX b_a_idx ON b (a_id);\n")
+  db.apply(start)
+  r = check(db.admin_url, str(folder))
+  assert r.returncode == 1, r.stdout + r.stderr        # b.note is missing
+  assert "_prisma_migrations lacks" in r.stdout, r.stdout
+  assert "npx prisma migrate resolve --applied 20240201000000_b" in r.stdout, r.stdout
+  # Already in the history: not listed. Objects still missing: not listed either.
+  assert "--applied 20240101000000_init" not in r.stdout
+  assert "--applied 20240301000000_note" not in r.stdout
+  # The bookkeeping table itself is neither missing nor extra.
+  _, report = check_json(db.admin_url, str(folder))
+  assert not [i for i in report["items"] if i["name"] == "_prisma_migrations"], report
+  # Once the note column exists too, the last one is listed as well.
+  db.sql("ALTER TABLE b ADD COLUMN note text")
+  r = check(db.admin_url, str(folder))
+  assert r.returncode == 0, r.stdout + r.stderr
+  assert "--applied 20240201000000_b" in r.stdout and "--applied 20240301000000_note" in r.stdout
+  # A history that knows them all: nothing to say.
+  db.sql("INSERT INTO _prisma_migrations (id, checksum, finished_at, migration_name) VALUES "
+         "('2', 'x', now(), '20240201000000_b'), ('3', 'x', now(), '20240301000000_note')")
+  r = check(db.admin_url, str(folder))
+  assert "lacks" not in r.stdout, r.stdout
+
+
+def test_golang_migrate_history_is_one_version(pg, tmp_path):
+  folder = write_tree(tmp_path / "migrations", GOLANG)
+  db = AppDb(pg, "mig_history_golang")
+  start = tmp_path / "start.sql"
+  start.write_text("CREATE TABLE schema_migrations (version bigint PRIMARY KEY, dirty boolean NOT NULL);\n"
+                   "INSERT INTO schema_migrations VALUES (1, false);\n"
+                   "CREATE TABLE a (id int PRIMARY KEY);\n"
+                   "CREATE TABLE b (id int PRIMARY KEY, a_id int REFERENCES a, note text);\n")
+  db.apply(start)
+  r = check(db.admin_url, str(folder))
+  assert r.returncode == 0, r.stdout + r.stderr
+  assert "schema_migrations lacks" in r.stdout
+  assert "force 2\n" in r.stdout and "force 10\n" in r.stdout, r.stdout
+  assert "force 1\n" not in r.stdout
+
+
+def test_no_history_table_no_hints(pg, tmp_path):
+  folder = write_tree(tmp_path / "migrations", PRISMA)
+  db = AppDb(pg, "mig_history_none")
+  start = tmp_path / "start.sql"
+  start.write_text("CREATE TABLE a (id int PRIMARY KEY);\n")
+  db.apply(start)
+  r = check(db.admin_url, str(folder))
+  assert r.returncode == 1
+  assert "lacks" not in r.stdout

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "history.h"
 #include "migrations.h"
 
 /* Orders rel[] and returns the chosen paths joined by spaces in out. */
@@ -127,4 +128,25 @@ TEST(plain_files_in_natural_order_and_never_down_revert_or_verify)
   const char *plain[] = {"10_more.sql", "2_base.sql", "1_init.sql", "revert/x.sql"};
   CHECK_INT(order_of(plain, 4, NULL, NULL, out, sizeof out, &rc), PGG_MIG_PLAIN);
   CHECK_STR(out, "1_init.sql 2_base.sql 10_more.sql");
+}
+
+TEST(migration_ids_as_each_tool_records_them)
+{
+  char id[64];
+  CHECK(pgg_migration_id(PGG_MIG_PRISMA, "20240101000000_init/migration.sql", id, sizeof id));
+  CHECK_STR(id, "20240101000000_init");
+  CHECK(pgg_migration_id(PGG_MIG_FLYWAY, "sql/V1_1__add.sql", id, sizeof id));
+  CHECK_STR(id, "1.1");
+  CHECK(pgg_migration_id(PGG_MIG_FLYWAY, "V10__b.sql", id, sizeof id));
+  CHECK_STR(id, "10");
+  CHECK(!pgg_migration_id(PGG_MIG_FLYWAY, "R__view.sql", id, sizeof id));
+  CHECK(pgg_migration_id(PGG_MIG_GOLANG, "10_b_note.up.sql", id, sizeof id));
+  CHECK_STR(id, "10");
+  CHECK(pgg_migration_id(PGG_MIG_DBMATE, "db/migrations/20240301000000_b.sql", id, sizeof id));
+  CHECK_STR(id, "20240301000000");
+  CHECK(pgg_migration_id(PGG_MIG_SQITCH, "deploy/users/add_email.sql", id, sizeof id));
+  CHECK_STR(id, "users/add_email");
+  CHECK(!pgg_migration_id(PGG_MIG_SQITCH, "revert/x.sql", id, sizeof id));
+  CHECK(!pgg_migration_id(PGG_MIG_PLAIN, "001_init.sql", id, sizeof id));
+  CHECK(!pgg_migration_id(PGG_MIG_PRISMA, "20240101000000_init/migration.sql", id, 5));
 }
