@@ -3,6 +3,7 @@
  * plan on the command line, for the step right after a restore.
  */
 #include "guard.h"
+#include "colorder.h"
 #include "history.h"
 #include "introspect.h"
 #include "redact.h"
@@ -119,6 +120,19 @@ int pgg_cli_check(const pgg_guard_config *cfg, bool json, unsigned fail_on)
   pgg_buf_free(&err);
   if (!rc)
     rc = json ? pgg_drift_format_json(&s.drift, &out) : pgg_drift_format_text(&s.drift, &out);
+  /* SELECT *, INSERT without a column list and COPY see a different order. */
+  if (!rc && !json) {
+    pgg_buf lines;
+    pgg_buf_init(&lines);
+    unsigned n = 0;
+    rc = pgg_column_order(&s.desired, &s.live, &lines, &n);
+    if (!rc && n)
+      rc = pgg_buf_printf(&out, "\ncolumn order differs from the desired schema in %u table%s "
+                          "(SELECT *, INSERT without a column list and COPY see it; "
+                          "pgguard never reorders, that is a rewrite):\n%.*s", n,
+                          n == 1 ? "" : "s", (int)lines.len, (const char *)lines.data);
+    pgg_buf_free(&lines);
+  }
   /* A restored migration history that lags the schema: what to mark applied. */
   if (!rc && !json) {
     pgg_buf_init(&err);

@@ -58,3 +58,21 @@ def test_check_lists_the_tables_inside_a_missing_schema(pg, tmp_path):
   assert r.returncode == 1, r.stderr
   assert any(line.split()[:3] == ["missing", "table", "billing.invoices"]
              for line in r.stdout.splitlines()), r.stdout
+
+
+def test_check_reports_columns_a_repair_would_append_out_of_order(pg, tmp_path):
+  from guard_helpers import AppDb, check
+  db = AppDb(pg, "check_column_order")
+  db.sql("CREATE TABLE people (id int PRIMARY KEY, email text)")
+  schema = tmp_path / "schema.sql"
+  schema.write_text("CREATE TABLE people (id int PRIMARY KEY, name text, email text);\n"
+                    "CREATE TABLE tags (id int PRIMARY KEY, label text);\n")
+  r = check(db.admin_url, schema)
+  assert r.returncode == 1
+  assert "column order differs from the desired schema in 1 table" in r.stdout, r.stdout
+  assert "public.people: desired (id, name, email), live after repair (id, email, name)" in r.stdout
+  db.sql("CREATE TABLE tags (id int PRIMARY KEY, label text)")
+  db.sql("ALTER TABLE people ADD COLUMN name text")
+  r = check(db.admin_url, schema)
+  assert r.returncode == 0, r.stdout   # the order alone does not fail the check
+  assert "public.people: desired (id, name, email), live after repair (id, email, name)" in r.stdout
