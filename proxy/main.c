@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <errno.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "exclude.h"
@@ -204,6 +205,19 @@ static int check_config(pgg_options *opt)
       (opt->upstream.host[0] != '/' && pgg_resolve(&opt->upstream, &addr, false))) {
     fprintf(stderr, "pgguard: cannot resolve the listen or upstream address\n");
     return 2;
+  }
+  if (opt->listen.host[0] == '/') {
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    if (pgg_unix_path(&opt->listen, path, sizeof path)) {
+      fprintf(stderr, "pgguard: the Unix socket path %s/.s.PGSQL.%d is too long (at most %zu "
+              "bytes)\n", opt->listen.host, opt->listen.port, sizeof path - 1);
+      return 2;
+    }
+    if (access(opt->listen.host, W_OK | X_OK) != 0) {
+      fprintf(stderr, "pgguard: cannot create the socket in %s: %s\n", opt->listen.host,
+              strerror(errno));
+      return 2;
+    }
   }
   if (opt->guard.schema_path && access(opt->guard.schema_path, R_OK) != 0) {
     fprintf(stderr, "pgguard: cannot read schema \"%s\": %s\n", opt->guard.schema_path,

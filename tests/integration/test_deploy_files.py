@@ -246,6 +246,8 @@ def test_check_config_accepts_the_ini_with_only_host_paths_replaced(path, tmp_pa
   _, upstream_port = host_port(sec["upstream"])
   sec.update({"schema": str(REPLAY_SCHEMA), "admin_url_file": str(admin_url),
               "upstream": "127.0.0.1:%d" % upstream_port})
+  if sec["listen"].startswith("/"):   # a socket directory of the target system
+    sec["listen"] = "%s:%s" % (tmp_path, sec["listen"].rsplit(":", 1)[1])
   ini = tmp_path / "pgguard.ini"
   with open(ini, "w") as f:
     cp.write(f)

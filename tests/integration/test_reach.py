@@ -250,3 +250,17 @@ def test_a_client_leaving_while_its_server_connection_is_dialled_frees_everythin
   for s in fill:
     s.close()
   lsock.close()
+
+
+def test_check_config_refuses_a_socket_directory_it_cannot_use(tmp_path):
+  from conftest import pgguard_binary
+  ok = subprocess.run([pgguard_binary(), "--check-config", "--listen", "%s:6432" % tmp_path],
+                      capture_output=True, text=True, timeout=30, env=client_env())
+  assert ok.returncode == 0, ok.stderr
+  missing = subprocess.run([pgguard_binary(), "--check-config", "--listen",
+                            "%s/nope:6432" % tmp_path], capture_output=True, text=True,
+                           timeout=30, env=client_env())
+  assert missing.returncode == 2 and "cannot create the socket in" in missing.stderr
+  long = subprocess.run([pgguard_binary(), "--check-config", "--listen", "/tmp/%s:6432" % ("d" * 110)],
+                        capture_output=True, text=True, timeout=30, env=client_env())
+  assert long.returncode == 2 and "too long" in long.stderr
