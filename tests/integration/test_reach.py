@@ -264,3 +264,17 @@ def test_check_config_refuses_a_socket_directory_it_cannot_use(tmp_path):
   long = subprocess.run([pgguard_binary(), "--check-config", "--listen", "/tmp/%s:6432" % ("d" * 110)],
                         capture_output=True, text=True, timeout=30, env=client_env())
   assert long.returncode == 2 and "too long" in long.stderr
+
+
+def test_readiness_probes_a_unix_socket_upstream(pg, pgguard):
+  g = pgguard(upstream="%s:%d" % (pg.socket_dir, pg.port))
+  deadline = time.monotonic() + 10
+  while g.http_get("/readyz")[0] != 200:
+    assert time.monotonic() < deadline, g.http_get("/readyz")
+    time.sleep(0.1)
+  assert g.metrics().get_value("pgguard_upstream_up") == 1
+  dead = pgguard(upstream="%s:%d" % (short_dir(), 5999))
+  time.sleep(2.5)
+  code, body = dead.http_get("/readyz")
+  assert code == 503, body
+  assert dead.metrics().get_value("pgguard_upstream_up") == 0
