@@ -3,6 +3,8 @@
 # ever races a restore or DDL (another session named in --defer-to, or one holding an ACCESS
 # EXCLUSIVE lock): pg_restore never fails because of pgguard, and eager repairs wait --settle.
 import json
+import os
+import signal
 import threading
 import time
 
@@ -11,9 +13,9 @@ import psycopg2.errors
 import pytest
 
 from conftest import run
-from guard_fixtures import (CHECKS, NO_WIDGETS, REPAIRS, REPLAY_DESIRED, SEED_ROWS, app_kw,
-                            guard_events, logfmt, make_db, metric, pg_tool, start_guarded,
-                            tables)
+from guard_fixtures import (CHECKS, NO_WIDGETS, REPAIRS, REPLAY_DESIRED, REPLAY_SCHEMA, SEED_ROWS,
+                            app_kw, guard_events, logfmt, make_db, metric, pg_tool, start_guarded,
+                            tables, wait_ready)
 
 # The old backup: the replay schema before "widgets" and "mood_log" existed, with enough rows in
 # "existing" that pg_restore takes a while (COPY, then the primary key's index).
@@ -291,3 +293,68 @@ def test_server_shutdown_or_terminate_triggers_a_prompt_check(pgguard, how):
       pass
   finally:
     cleanup()
+
+
+def test_eager_repair_waits_for_the_catalog_to_settle_but_a_failed_request_does_not(pg, pgguard):
+  db = "ra_settle"
+  kw = make_db(pg, db, REPLAY_DESIRED, SEED_ROWS)
+  g = start_guarded(pgguard, pg, db, "--repair", "eager", "--settle", "3")
+  # A migration's last step, run by hand (no --defer-to name, committed at once): the probe sees
+  # it, a check finds the table missing, and the eager repair waits 3 s of quiet.
+  pg.sql('DROP TABLE "mood_log"', db=db, user=kw["user"], password=kw["password"])
+  t0 = time.monotonic()
+  seen = None
+  while time.monotonic() - t0 < 10:
+    n = missing_tables(g)
+    if n == 1 and seen is None:
+      seen = time.monotonic() - t0
+    if n == 0 and seen is not None:
+      break
+    time.sleep(0.05)
+  took = time.monotonic() - t0
+  print("dropped table seen missing after %.2f s, eagerly repaired after %.2f s (--settle 3)"
+        % (seen or -1, took))
+  assert seen is not None and seen < 2.5, g.log[-3000:]
+  assert 3 <= took < 3 + 2.5, (took, g.log[-3000:])
+
+  # A request that meets a missing table is healed at once, settled or not.
+  pg.sql('DROP TABLE "widgets"', db=db, user=kw["user"], password=kw["password"])
+  conn = g.connect()
+  try:
+    t0 = time.monotonic()
+    with conn.cursor() as cur:
+      cur.execute("SELECT count(*) FROM widgets")
+      assert cur.fetchone()[0] == 0
+    took = time.monotonic() - t0
+  finally:
+    conn.close()
+  print("failed request healed in %.3f s" % took)
+  assert took < 1.5, (took, g.log[-3000:])
+
+
+def test_defer_to_names_come_from_the_config_and_reload(pg, pgguard, tmp_path):
+  db = "ra_reload"
+  make_db(pg, db, REPLAY_DESIRED, NO_WIDGETS + SEED_ROWS)
+  ini = tmp_path / "pgguard.ini"
+  ini.write_text("[pgguard]\ndefer_to = flyway, our-restore\n")
+  g = pgguard("-c", str(ini), "--schema", str(REPLAY_SCHEMA), "--admin-url", pg.url(dbname=db),
+              "--drift-interval", "60", "--ready-requires-guard")
+  g.defaults = app_kw(db)
+  wait_ready(g)
+  other = pg.connect(dbname=db, application_name="our-restore")
+  try:
+    line = g.wait_log(r"event=guard_deferring [^\n]*", timeout=3).group(0)
+    assert logfmt(line)["reason"] == "application_name=our-restore"
+    ini.write_text("[pgguard]\ndefer_to = pg_restore\n")
+    os.kill(g.pid, signal.SIGHUP)
+    g.wait_log(r"event=reload_applied option=defer-to", timeout=5)
+    g.wait_log(r"event=guard_defer_ended", timeout=5)
+    conn = g.connect()
+    try:
+      with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM widgets")   # repaired and replayed
+        assert cur.fetchone()[0] == 0
+    finally:
+      conn.close()
+  finally:
+    other.close()
