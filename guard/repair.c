@@ -427,9 +427,12 @@ static void rollback(pgg_admin *a);
  * One row, cheap enough to run every second. The fingerprint is each
  * catalog's row count and the sum of its rows' xmin: a CREATE, ALTER or DROP
  * inserts, updates or deletes rows there, so it changes, while ANALYZE and
- * VACUUM update pg_class in place and leave it alone. Objects in temporary
- * schemas are left out: an application that creates a temporary table per
- * request would otherwise look like a migration that never ends.
+ * VACUUM update pg_class in place and leave it alone. Only objects created
+ * after initdb count (oid >= FirstNormalObjectId, 16384): the thousands of
+ * built-in functions and types never change, and reading them every second
+ * would cost most of the probe. Objects in temporary schemas are left out:
+ * an application that creates a temporary table per request would
+ * otherwise look like a migration that never ends.
  *
  * The second part names one session a repair must not race: a restore or
  * a migration tool by its application_name ($1, comma-separated), or DDL in
@@ -471,11 +474,14 @@ static const char q_probe[] =
   "    LIMIT 1)"
   "  LIMIT 1)"
   " SELECT (SELECT count(*) || ':' || coalesce(sum(xmin::text::bigint), 0)"
-  "           FROM pg_catalog.pg_class WHERE relnamespace NOT IN (SELECT oid FROM tmp))"
+  "           FROM pg_catalog.pg_class WHERE oid >= 16384"
+  "             AND relnamespace NOT IN (SELECT oid FROM tmp))"
   "  || ' ' || (SELECT count(*) || ':' || coalesce(sum(xmin::text::bigint), 0)"
-  "           FROM pg_catalog.pg_type WHERE typnamespace NOT IN (SELECT oid FROM tmp))"
+  "           FROM pg_catalog.pg_type WHERE oid >= 16384"
+  "             AND typnamespace NOT IN (SELECT oid FROM tmp))"
   "  || ' ' || (SELECT count(*) || ':' || coalesce(sum(xmin::text::bigint), 0)"
-  "           FROM pg_catalog.pg_proc WHERE pronamespace NOT IN (SELECT oid FROM tmp))"
+  "           FROM pg_catalog.pg_proc WHERE oid >= 16384"
+  "             AND pronamespace NOT IN (SELECT oid FROM tmp))"
   "  || ' ' || (SELECT count(*) || ':' || coalesce(sum(xmin::text::bigint), 0)"
   "           FROM pg_catalog.pg_namespace WHERE oid NOT IN (SELECT oid FROM tmp))"
   "  || ' ' || (SELECT count(*) || ':' || coalesce(sum(xmin::text::bigint), 0)"

@@ -6,6 +6,7 @@
  */
 #include "proxy.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -428,6 +429,7 @@ static void refuse(const char *why)
  */
 static void set_deferring(int pid, const char *why)
 {
+  assert(!g.deferring || g.defer_pid != 0);
   uint64_t now = uv_now(pgg_p.loop);
   if (pid && !g.deferring) {
     g.deferring = true;
@@ -473,6 +475,9 @@ static bool take_probe(const pgg_probe_result *p)
 
 static void probe_done(void)
 {
+  /* Stopping cancels the probe's statement: that is no news of the database. */
+  if (pgg_p.shutting_down)
+    return;
   if (g.job_rc == PGG_ERR_UPSTREAM) {
     /* The session died and could not be reopened: a restart, a dropped
      * database. The backoff retries with drift checks from here. */
@@ -567,6 +572,7 @@ static void repair_done(void)
 {
   uint64_t now = uv_now(pgg_p.loop);
   if (g.job_skipped) {
+    assert(!g.job_res.drift_json);   /* pgg_admin_repair never ran */
     /* The probe before it saw a restore or DDL (set_deferring answered the
      * waiters), or the catalog still moving under an eager repair: that
      * one runs once it has settled, and as a requested one if someone
