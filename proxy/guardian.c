@@ -437,6 +437,7 @@ static void set_deferring(int pid, const char *why)
     g.defer_since = (double)time(NULL);
     g.defer_pid = pid;
     snprintf(g.defer_why, sizeof g.defer_why, "%s", why);
+    pgg_metrics_g.guard_deferring = true;
     pgg_log(PGG_LOG_INFO, "guard_deferring", "reason=%s pid=%d", pgg_logq(why), pid);
     g.requested = false;
     if (g.cfg->repair_mode != PGG_REPAIR_MODE_EAGER)
@@ -447,6 +448,7 @@ static void set_deferring(int pid, const char *why)
     snprintf(g.defer_why, sizeof g.defer_why, "%s", why);
   } else if (g.deferring) {
     g.deferring = false;
+    pgg_metrics_g.guard_deferring = false;
     pgg_log(PGG_LOG_INFO, "guard_defer_ended", "reason=%s pid=%d after_s=%.1f",
             pgg_logq(g.defer_why), g.defer_pid, (double)(now - g.defer_since_ms) / 1000);
     g.defer_pid = 0;

@@ -190,6 +190,7 @@ def test_guarded_error_passes_through_while_a_restore_or_ddl_runs(pg, pgguard, w
     assert int(logfmt(line)["pid"]) == other.get_backend_pid()
     drift = json.loads(g.http_get("/drift")[1])
     assert drift["deferring"]["reason"] == want and drift["deferring"]["pid"] == other.get_backend_pid()
+    assert metric(g, "pgguard_schema_guard_deferring") == 1
 
     conn = g.connect()
     try:
@@ -210,6 +211,7 @@ def test_guarded_error_passes_through_while_a_restore_or_ddl_runs(pg, pgguard, w
 
   g.wait_log(r"event=guard_defer_ended", timeout=3)
   assert json.loads(g.http_get("/drift")[1])["deferring"] is None
+  assert metric(g, "pgguard_schema_guard_deferring") == 0
   conn = g.connect()
   try:
     with conn.cursor() as cur:
