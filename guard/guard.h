@@ -29,6 +29,8 @@ typedef struct {
   bool strict;                   /* --strict: refuse to start when the schema does not load */
   const char *exclude;           /* --exclude: patterns added to the bookkeeping tables left out */
   int shadow_keep;               /* --shadow-keep: older shadow databases kept besides the current (1) */
+  const char *defer_to;          /* --defer-to: application_names no repair races ("pg_restore") */
+  double settle;                 /* --settle seconds the catalog stays unchanged before an eager repair (5) */
 } pgg_guard_config;
 
 void pgg_guard_config_defaults(pgg_guard_config *cfg);
@@ -102,6 +104,27 @@ int pgg_admin_check(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result 
  * SET LOCAL lock_timeout, statement_timeout and ROLE), re-read the drift.
  */
 int pgg_admin_repair(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result *out);
+
+/*
+ * The catalog probe between full checks: one cheap row on the admin session.
+ * fingerprint changes whenever a schema, relation, type, function or enum
+ * label of the guarded database is created, altered or dropped (temporary
+ * objects excepted). defer_pid names another session that a repair must not
+ * race: its application_name is in defer_to (a comma-separated list), or it
+ * runs DDL (holds an ACCESS EXCLUSIVE lock on a relation of the database
+ * that its open transaction creates, alters, drops or truncates). pgguard's
+ * own sessions (application_name "pgguard...") are never one.
+ */
+typedef struct {
+  char fingerprint[256];
+  int defer_pid;              /* 0: nothing to defer to */
+  char defer_why[128];        /* "application_name=pg_restore" or "access_exclusive_lock" */
+  bool reconnected;           /* the session was (re)opened for this probe */
+  char error[512];            /* why it failed (passwords masked) */
+} pgg_probe_result;
+
+/* PGG_OK, or PGG_ERR_UPSTREAM (no session) / PGG_ERR_DB, with out->error. */
+int pgg_admin_probe(pgg_admin *a, const char *defer_to, pgg_probe_result *out);
 
 /*
  * Whether the admin URL reaches the server the proxy's sessions go to

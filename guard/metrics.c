@@ -116,6 +116,11 @@ int pgg_metrics_render(const pgg_metrics *m, pgg_buf *out)
                            "1 while the admin URL reaches no primary (a hot standby or a read-only "
                            "server): the guard holds no request and repairs nothing.");
   err = err ? err : pgg_buf_printf(out, "pgguard_schema_guard_standby %d\n", m->guard_standby ? 1 : 0);
+  err = err ? err : header(out, "pgguard_schema_guard_deferring", "gauge",
+                           "1 while another session runs a restore (--defer-to) or DDL in the "
+                           "guarded database: no repair starts, guarded errors pass through.");
+  err = err ? err : pgg_buf_printf(out, "pgguard_schema_guard_deferring %d\n",
+                                   m->guard_deferring ? 1 : 0);
   err = err ? err : header(out, "pgguard_catalog_checks_total", "counter",
                            "Catalog checks started (drift checks and repairs), at most one per second.");
   err = err ? err : pgg_buf_printf(out, "pgguard_catalog_checks_total %llu\n",

@@ -62,6 +62,7 @@ typedef struct {
   bool guard_configured;           /* --schema was given */
   bool guard_refused;              /* --admin-url and --upstream reach different servers */
   bool guard_standby;              /* the admin URL reaches no primary: nothing held or repaired */
+  bool guard_deferring;            /* a restore or DDL runs in the guarded database: no repair starts */
   uint64_t catalog_checks;         /* drift checks and repairs started (rate-limited) */
   uint64_t guard_retries;          /* loads, checks and repairs retried after a failure */
 } pgg_metrics;

@@ -432,6 +432,130 @@ int pgg_admin_connect(pgg_admin *a, pgg_buf *err)
   return rc;
 }
 
+/* ---- the catalog probe ---------------------------------------------------- */
+
+static void rollback(pgg_admin *a);
+
+/*
+ * One row, cheap enough to run every second. The fingerprint is each
+ * catalog's row count and the sum of its rows' xmin: a CREATE, ALTER or DROP
+ * inserts, updates or deletes rows there, so it changes, while ANALYZE and
+ * VACUUM update pg_class in place and leave it alone. Only objects created
+ * after initdb count (oid >= FirstNormalObjectId, 16384): the thousands of
+ * built-in functions and types never change, and reading them every second
+ * would cost most of the probe. Objects in temporary schemas are left out:
+ * an application that creates a temporary table per request would
+ * otherwise look like a migration that never ends.
+ *
+ * The second part names one session a repair must not race: a restore or
+ * a migration tool by its application_name ($1, comma-separated), or DDL in
+ * progress: a session holding an ACCESS EXCLUSIVE lock on a relation of
+ * this database that its open transaction creates (the relation is not in
+ * pg_class for us yet) or alters, drops or truncates (its pg_class row
+ * carries one of that session's xids as xmax). A bare LOCK TABLE changes no
+ * catalog row: a repair that needs that table waits for it up to
+ * lock_timeout, as for any lock. Temporary relations are excused where they
+ * are visible (one created in a still open transaction is not). pgguard's own sessions, here and in other sidecars,
+ * coordinate through the advisory lock instead. pg_locks, unlike parts of
+ * pg_stat_activity, shows every session to every role.
+ */
+static const char q_probe[] =
+  "WITH tmp AS (SELECT oid FROM pg_catalog.pg_namespace"
+  "             WHERE nspname ~ '^pg_(toast_)?temp_'),"
+  " mine AS (SELECT pid FROM pg_catalog.pg_stat_activity"
+  "          WHERE pid = pg_catalog.pg_backend_pid() OR application_name LIKE 'pgguard%'),"
+  " xids AS (SELECT pid, transactionid AS xid FROM pg_catalog.pg_locks"
+  "          WHERE locktype = 'transactionid' AND mode = 'ExclusiveLock' AND granted),"
+  " names AS (SELECT pg_catalog.btrim(n) AS n FROM pg_catalog.unnest("
+  "             pg_catalog.string_to_array($1, ',')) AS n WHERE pg_catalog.btrim(n) <> ''),"
+  " blocker AS ("
+  "  (SELECT a.pid, 'application_name=' || a.application_name AS why"
+  "     FROM pg_catalog.pg_stat_activity a"
+  "    WHERE a.datname = pg_catalog.current_database() AND a.pid NOT IN (SELECT pid FROM mine)"
+  "      AND a.application_name IN (SELECT n FROM names)"
+  "    ORDER BY a.backend_start LIMIT 1)"
+  "  UNION ALL"
+  "  (SELECT l.pid, 'access_exclusive_lock' FROM pg_catalog.pg_locks l"
+  "    WHERE l.locktype = 'relation' AND l.mode = 'AccessExclusiveLock' AND l.granted"
+  "      AND l.database = (SELECT oid FROM pg_catalog.pg_database"
+  "                         WHERE datname = pg_catalog.current_database())"
+  "      AND l.pid IS NOT NULL AND l.pid NOT IN (SELECT pid FROM mine)"
+  "      AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c"
+  "                      WHERE c.oid = l.relation AND (c.relnamespace IN (SELECT oid FROM tmp)"
+  "                        OR NOT EXISTS (SELECT 1 FROM xids x"
+  "                                       WHERE x.pid = l.pid AND x.xid = c.xmax)))"
+  "    LIMIT 1)"
+  "  LIMIT 1)"
+  " SELECT (SELECT count(*) || ':' || coalesce(sum(xmin::text::bigint), 0)"
+  "           FROM pg_catalog.pg_class WHERE oid >= 16384"
+  "             AND relnamespace NOT IN (SELECT oid FROM tmp))"
+  "  || ' ' || (SELECT count(*) || ':' || coalesce(sum(xmin::text::bigint), 0)"
+  "           FROM pg_catalog.pg_type WHERE oid >= 16384"
+  "             AND typnamespace NOT IN (SELECT oid FROM tmp))"
+  "  || ' ' || (SELECT count(*) || ':' || coalesce(sum(xmin::text::bigint), 0)"
+  "           FROM pg_catalog.pg_proc WHERE oid >= 16384"
+  "             AND pronamespace NOT IN (SELECT oid FROM tmp))"
+  "  || ' ' || (SELECT count(*) || ':' || coalesce(sum(xmin::text::bigint), 0)"
+  "           FROM pg_catalog.pg_namespace WHERE oid NOT IN (SELECT oid FROM tmp))"
+  "  || ' ' || (SELECT count(*) || ':' || coalesce(sum(xmin::text::bigint), 0)"
+  "           FROM pg_catalog.pg_enum),"
+  "  (SELECT pid FROM blocker), (SELECT why FROM blocker)";
+
+static int probe_once(pgg_admin *a, const char *defer_to, pgg_probe_result *out, pgg_buf *err)
+{
+  const char *params[1] = {defer_to ? defer_to : ""};
+  PGresult *res = PQexecParams(a->conn, q_probe, 1, NULL, params, NULL, NULL, 0);
+  if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+      PQnfields(res) != 3) {
+    pgg_pq_error(err, a->conn, res);
+    PQclear(res);
+    return PQstatus(a->conn) == CONNECTION_OK ? PGG_ERR_DB : PGG_ERR_UPSTREAM;
+  }
+  snprintf(out->fingerprint, sizeof out->fingerprint, "%s", PQgetvalue(res, 0, 0));
+  out->defer_pid = PQgetisnull(res, 0, 1) ? 0 : atoi(PQgetvalue(res, 0, 1));
+  snprintf(out->defer_why, sizeof out->defer_why, "%s",
+           PQgetisnull(res, 0, 2) ? "" : PQgetvalue(res, 0, 2));
+  PQclear(res);
+  return PGG_OK;
+}
+
+int pgg_admin_probe(pgg_admin *a, const char *defer_to, pgg_probe_result *out)
+{
+  memset(out, 0, sizeof *out);
+  pgg_buf err;
+  pgg_buf_init(&err);
+  bool had = a->conn && PQstatus(a->conn) == CONNECTION_OK;
+  int rc = ensure_conn(a, &err);
+  if (!rc && !had)
+    out->reconnected = true;
+  if (!rc) {
+    rc = probe_once(a, defer_to, out, &err);
+    if (rc == PGG_ERR_UPSTREAM && had) {
+      /* The idle session died (a restart, a dropped database): one fresh
+       * try, and the news that the session is a new one. */
+      pgg_buf_reset(&err);
+      drop_conn(a);
+      rc = ensure_conn(a, &err);
+      if (!rc) {
+        out->reconnected = true;
+        rc = probe_once(a, defer_to, out, &err);
+      }
+    }
+  }
+  if (rc) {
+    pgg_buf text;
+    pgg_buf_init(&text);
+    pgg_buf_printf(&text, "catalog probe failed%s%s", err.len ? ": " : "", bstr(&err));
+    pgg_buf_append_u8(&text, 0);
+    pgg_redact(&a->secrets, text.data ? (const char *)text.data : "catalog probe failed",
+               out->error, sizeof out->error);
+    pgg_buf_free(&text);
+    rollback(a);
+  }
+  pgg_buf_free(&err);
+  return rc;
+}
+
 /*
  * Run the first command of a unit of work. A session that PostgreSQL closed
  * while idle (a restart, a restore) still reads CONNECTION_OK until used;

@@ -156,6 +156,17 @@ static void drift(http_conn *hc)
   rc = rc ? rc : pgg_buf_printf(&b, ", \"last_error_at\": ");
   rc = rc ? rc : err_at > 0 ? pgg_buf_printf(&b, "%.0f", err_at) : pgg_buf_printf(&b, "null");
   rc = rc ? rc : pgg_buf_printf(&b, ", \"standby\": %s", pgg_metrics_g.guard_standby ? "true" : "false");
+  int defer_pid = 0;
+  double defer_since = 0;
+  const char *deferring = pgg_guardian_deferring(&defer_pid, &defer_since);
+  rc = rc ? rc : pgg_buf_printf(&b, ", \"deferring\": ");
+  if (deferring) {
+    rc = rc ? rc : pgg_buf_printf(&b, "{\"reason\": ");
+    rc = rc ? rc : pgg_json_str(&b, deferring);
+    rc = rc ? rc : pgg_buf_printf(&b, ", \"pid\": %d, \"since\": %.0f}", defer_pid, defer_since);
+  } else {
+    rc = rc ? rc : pgg_buf_printf(&b, "null");
+  }
   if (refused) {
     pgg_buf why;
     pgg_buf_init(&why);

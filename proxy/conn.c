@@ -1444,6 +1444,9 @@ static void on_server_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread != UV_EOF)
       pgg_log(PGG_LOG_INFO, "server_read_failed", "conn=%llu reason=%s",
               (unsigned long long)c->id, pgg_logq(uv_strerror((int)nread)));
+    /* Nobody asked the server to close: it shut down, crashed or was lost. */
+    if (c->state != ST_CANCEL && !c->terminated)
+      pgg_guardian_server_gone(c->fatal);
     conn_close(c, NULL);
     return;
   }

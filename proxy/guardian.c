@@ -6,6 +6,7 @@
  */
 #include "proxy.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -16,7 +17,9 @@
 #include "metrics.h"
 #include "redact.h"
 
-typedef enum { JOB_NONE, JOB_LOAD, JOB_CHECK, JOB_REPAIR } job_kind;
+/* JOB_PROBE is the light one: the catalog probe alone, between full checks.
+ * It shares the admin session, so it runs as a job like the others. */
+typedef enum { JOB_NONE, JOB_LOAD, JOB_CHECK, JOB_REPAIR, JOB_PROBE } job_kind;
 
 /* A repair triggered by an error that found nothing missing arms this window:
  * further errors inside it are passed through at once instead of re-reading
@@ -30,6 +33,9 @@ typedef enum { JOB_NONE, JOB_LOAD, JOB_CHECK, JOB_REPAIR } job_kind;
 /* Retries after the database could not be reached start here and double,
  * with jitter, up to --drift-interval. */
 #define BACKOFF_FIRST_MS 1000
+/* The catalog probe's period: a restore or a migration is noticed within
+ * about this, without a full catalog read every second. */
+#define PROBE_INTERVAL_MS 1000
 
 static struct {
   bool configured;
@@ -87,6 +93,27 @@ static struct {
    * kind of failing, retried with the same backoff, but meanwhile the guard
    * holds no request at all. */
   bool standby;
+
+  /* The catalog probe: the last fingerprint, when it last changed (the
+   * eager repair's --settle counts from there), and the session a repair
+   * must not race (a restore, or DDL holding ACCESS EXCLUSIVE). */
+  uv_timer_t probe_timer;
+  pgg_probe_result job_probe;   /* the running job's probe (before a check or repair) */
+  int job_probe_rc;             /* PGG_ERR_BUSY: the job ran no probe */
+  pgg_probe_result job_after;   /* a repair's probe after its work: the new baseline */
+  int job_after_rc;
+  bool job_settle;              /* the repair is eager: skip it if the catalog moved */
+  bool job_skipped;             /* the repair did not run: deferred, or not settled */
+  char job_fp[256];             /* the baseline when the repair was dispatched */
+  char fingerprint[256];        /* "" before the first probe */
+  bool changed;                 /* the fingerprint changed at least once */
+  uint64_t changed_ms;
+  bool probe_failing;           /* the last probe failed with a query error */
+  bool deferring;
+  int defer_pid;
+  char defer_why[128];
+  uint64_t defer_since_ms;
+  double defer_since;           /* unix time, for /drift */
 
   /* one guarded database, on the server --upstream reaches */
   char dbname[256];
@@ -169,8 +196,30 @@ bool pgg_guardian_ready(const char **why)
 
 /* ---- jobs on the thread pool ---------------------------------------------- */
 
+/* Whether a wanted repair must not start yet: another session runs a
+ * restore or DDL, or (an eager repair, nobody waiting) the catalog changed
+ * less than --settle seconds ago. *until: when the settling ends, or 0. */
+static bool repair_waits(uint64_t now, uint64_t *until)
+{
+  *until = 0;
+  if (g.deferring)
+    return true;
+  if (g.requested || !g.changed || g.cfg->settle <= 0)
+    return false;
+  uint64_t end = g.changed_ms + (uint64_t)(g.cfg->settle * 1000);
+  if (now >= end)
+    return false;
+  *until = end;
+  return true;
+}
+
 static void job_work(uv_work_t *w)
 {
+  /* Checks and repairs start with the probe: it is the baseline of the
+   * next one, and a repair must not race a restore that began since. */
+  g.job_probe_rc = g.job_after_rc = PGG_ERR_BUSY;
+  if (g.running == JOB_CHECK || g.running == JOB_REPAIR || g.running == JOB_PROBE)
+    g.job_probe_rc = pgg_admin_probe(g.admin, g.cfg->defer_to, &g.job_probe);
   switch (g.running) {
   case JOB_LOAD:
     pgg_catalog_init(&g.job_desired);
@@ -185,7 +234,21 @@ static void job_work(uv_work_t *w)
     g.job_rc = pgg_admin_check(g.admin, &g.desired, &g.job_res);
     break;
   case JOB_REPAIR:
+    g.job_skipped = g.job_probe_rc == PGG_OK &&
+                    (g.job_probe.defer_pid != 0 ||
+                     (g.job_settle && g.job_fp[0] &&
+                      strcmp(g.job_fp, g.job_probe.fingerprint) != 0));
+    if (g.job_skipped) {
+      g.job_rc = PGG_OK;
+      break;
+    }
     g.job_rc = pgg_admin_repair(g.admin, &g.desired, &g.job_res);
+    /* What the repair created is no news to the next probe. */
+    if (g.job_res.outcome == PGG_REPAIR_APPLIED)
+      g.job_after_rc = pgg_admin_probe(g.admin, g.cfg->defer_to, &g.job_after);
+    break;
+  case JOB_PROBE:
+    g.job_rc = g.job_probe_rc;
     break;
   case JOB_NONE:
     break;
@@ -235,7 +298,8 @@ static void notify(pgg_repair_outcome outcome)
 
 static const char *job_name(job_kind k)
 {
-  return k == JOB_LOAD ? "load" : k == JOB_CHECK ? "check" : k == JOB_REPAIR ? "repair" : "none";
+  return k == JOB_LOAD ? "load" : k == JOB_CHECK ? "check" : k == JOB_REPAIR ? "repair" :
+         k == JOB_PROBE ? "probe" : "none";
 }
 
 static uint64_t backoff_cap_ms(void)
@@ -361,6 +425,91 @@ static void refuse(const char *why)
   notify(PGG_REPAIR_FAILED);
 }
 
+/*
+ * Another session runs a restore or DDL (or no longer does). While it does,
+ * no repair starts and guarded errors pass through unchanged; a request
+ * already waiting gets its original error now.
+ */
+static void set_deferring(int pid, const char *why)
+{
+  assert(!g.deferring || g.defer_pid != 0);
+  uint64_t now = uv_now(pgg_p.loop);
+  if (pid && !g.deferring) {
+    g.deferring = true;
+    g.defer_since_ms = now;
+    g.defer_since = (double)time(NULL);
+    g.defer_pid = pid;
+    snprintf(g.defer_why, sizeof g.defer_why, "%s", why);
+    pgg_metrics_g.guard_deferring = true;
+    pgg_log(PGG_LOG_INFO, "guard_deferring", "reason=%s pid=%d", pgg_logq(why), pid);
+    g.requested = false;
+    if (g.cfg->repair_mode != PGG_REPAIR_MODE_EAGER)
+      g.want_repair = false;
+    notify(PGG_REPAIR_FAILED);
+  } else if (pid) {
+    g.defer_pid = pid;
+    snprintf(g.defer_why, sizeof g.defer_why, "%s", why);
+  } else if (g.deferring) {
+    g.deferring = false;
+    pgg_metrics_g.guard_deferring = false;
+    pgg_log(PGG_LOG_INFO, "guard_defer_ended", "reason=%s pid=%d after_s=%.1f",
+            pgg_logq(g.defer_why), g.defer_pid, (double)(now - g.defer_since_ms) / 1000);
+    g.defer_pid = 0;
+    g.defer_why[0] = 0;
+    /* What the restore or the migration left is read at once; an eager
+     * repair then still waits --settle, in case another step follows. */
+    g.want_check = true;
+    g.changed = true;
+    g.changed_ms = now;
+  }
+}
+
+/* Take a probe's answer; true when the catalog changed since the last one. */
+static bool take_probe(const pgg_probe_result *p)
+{
+  bool changed = g.fingerprint[0] && strcmp(g.fingerprint, p->fingerprint) != 0;
+  if (changed) {
+    g.changed = true;
+    g.changed_ms = uv_now(pgg_p.loop);
+  }
+  snprintf(g.fingerprint, sizeof g.fingerprint, "%s", p->fingerprint);
+  g.probe_failing = false;
+  set_deferring(p->defer_pid, p->defer_why);
+  return changed;
+}
+
+static void probe_done(void)
+{
+  /* Stopping cancels the probe's statement: that is no news of the database. */
+  if (pgg_p.shutting_down)
+    return;
+  if (g.job_rc == PGG_ERR_UPSTREAM) {
+    /* The session died and could not be reopened: a restart, a dropped
+     * database. The backoff retries with drift checks from here. */
+    g.want_check = true;
+    failing(PGG_LOG_WARN, "drift_check_failed", NULL, g.job_probe.error);
+    return;
+  }
+  if (g.job_rc != PGG_OK) {
+    if (!g.probe_failing)
+      pgg_log(PGG_LOG_WARN, "catalog_probe_failed", "reason=%s", pgg_logq(g.job_probe.error));
+    g.probe_failing = true;
+    return;
+  }
+  bool changed = take_probe(&g.job_probe);
+  if (g.job_probe.reconnected && !g.want_check) {
+    /* A new session may be on a new database (a restore that replaced
+     * it) or a restarted server: whatever the fingerprint says, read it. */
+    pgg_log(PGG_LOG_INFO, "guard_recheck", "reason=%s", pgg_logq("admin session reopened"));
+    g.want_check = true;
+  } else if (changed && !g.deferring && !g.want_check) {
+    /* While a restore runs, its every step changes the catalog: the
+     * check waits for its end rather than read a half-restored schema. */
+    pgg_log(PGG_LOG_DEBUG, "guard_recheck", "reason=%s", pgg_logq("catalog changed"));
+    g.want_check = true;
+  }
+}
+
 static void load_done(void)
 {
   if (g.job_rc == PGG_OK) {
@@ -414,6 +563,10 @@ static void check_done(void)
   else
     pgg_log(PGG_LOG_DEBUG, "drift_checked", "missing=%u", missing_total());
   uint64_t now = uv_now(pgg_p.loop);
+  /* An eager repair still waiting to settle has nothing left to do. */
+  if (g.want_repair && !g.requested && g.job_res.outcome != PGG_REPAIR_FAILED &&
+      missing_total() == 0)
+    g.want_repair = false;
   if (g.cfg->repair_mode == PGG_REPAIR_MODE_EAGER && g.job_res.outcome != PGG_REPAIR_FAILED &&
       missing_total() > 0 &&
       !(g.had_failure && now - g.last_failure_ms < (uint64_t)(g.cfg->cooldown * 1000)))
@@ -423,6 +576,20 @@ static void check_done(void)
 static void repair_done(void)
 {
   uint64_t now = uv_now(pgg_p.loop);
+  if (g.job_skipped) {
+    assert(!g.job_res.drift_json);   /* pgg_admin_repair never ran */
+    /* The probe before it saw a restore or DDL (set_deferring answered the
+     * waiters), or the catalog still moving under an eager repair: that
+     * one runs once it has settled, and as a requested one if someone
+     * joined it meanwhile. */
+    pgg_log(PGG_LOG_DEBUG, "repair_postponed", "reason=%s",
+            pgg_logq(g.deferring ? "deferring" : "catalog not settled"));
+    if (!g.deferring || g.cfg->repair_mode == PGG_REPAIR_MODE_EAGER)
+      g.want_repair = true;
+    if (g.waiters && !g.deferring)
+      g.requested = true;
+    return;
+  }
   pgg_repair_outcome oc = g.job_res.outcome;
   int idx = oc == PGG_REPAIR_APPLIED ? PGG_REPAIR_RES_APPLIED :
             oc == PGG_REPAIR_NOTHING ? PGG_REPAIR_RES_NOTHING : PGG_REPAIR_RES_FAILED;
@@ -502,7 +669,16 @@ static void job_done(uv_work_t *w, int status)
     refuse(why);
     return;
   }
+  if (kind == JOB_CHECK || kind == JOB_REPAIR) {
+    if (g.job_probe_rc == PGG_OK)
+      take_probe(&g.job_probe);
+    if (g.job_after_rc == PGG_OK)
+      snprintf(g.fingerprint, sizeof g.fingerprint, "%s", g.job_after.fingerprint);
+  }
   switch (kind) {
+  case JOB_PROBE:
+    probe_done();
+    break;
   case JOB_LOAD:
     log_notes(&g.job_notes);
     if (g.job_rc == PGG_OK)
@@ -549,6 +725,8 @@ static void apply_pending(void)
   cfg->lock_timeout_ms = n->lock_timeout_ms;
   cfg->statement_timeout_ms = n->statement_timeout_ms;
   cfg->object_owner = n->object_owner;
+  cfg->defer_to = n->defer_to;
+  cfg->settle = n->settle;
   if (pgg_admin_set_limits(g.admin, n) != PGG_OK)
     pgg_log(PGG_LOG_WARN, "reload_failed", "reason=%s",
             pgg_logq("out of memory taking the new object owner"));
@@ -566,12 +744,14 @@ static void on_wake(uv_timer_t *t)
   schedule();
 }
 
-static job_kind next_job(void)
+static job_kind next_job(uint64_t now, uint64_t *settled_at)
 {
+  *settled_at = 0;
   if (g.want_load)
     return JOB_LOAD;
-  /* A repair waits while the guard may not act (servers not compared yet). */
-  if (g.loaded && g.want_repair && may_repair())
+  /* A repair waits while the guard may not act (servers not compared yet),
+   * while a restore or DDL runs, and (eager) until the catalog settles. */
+  if (g.loaded && g.want_repair && may_repair() && !repair_waits(now, settled_at))
     return JOB_REPAIR;
   if (g.loaded && g.want_check)
     return JOB_CHECK;
@@ -584,10 +764,13 @@ static void schedule(void)
     return;
   if (g.has_pending)
     apply_pending();
-  job_kind next = next_job();
-  if (next == JOB_NONE)
+  uint64_t now = uv_now(pgg_p.loop), settled_at;
+  job_kind next = next_job(now, &settled_at);
+  if (next == JOB_NONE) {
+    if (settled_at > now)
+      uv_timer_start(&g.wake, on_wake, settled_at - now, 0);
     return;
-  uint64_t now = uv_now(pgg_p.loop);
+  }
   uint64_t at = now;
   if (g.failing && g.retry_at_ms > at)
     at = g.retry_at_ms;
@@ -607,11 +790,15 @@ static void schedule(void)
     g.want_repair = false;
     g.want_check = false;
     g.job_requested = g.requested;
+    g.job_settle = !g.requested && g.cfg->repair_mode == PGG_REPAIR_MODE_EAGER;
+    snprintf(g.job_fp, sizeof g.job_fp, "%s", g.fingerprint);
+    g.job_skipped = false;
     g.requested = false;
     break;
   case JOB_CHECK:
     g.want_check = false;
     break;
+  case JOB_PROBE:
   case JOB_NONE:
     return;
   }
@@ -634,6 +821,26 @@ static void schedule(void)
   }
 }
 
+/*
+ * Every second between jobs: the catalog probe. Not while the database
+ * cannot be reached (the backoff's checks retry then) nor before the first
+ * schema load; it is no catalog check and takes no turn of the limiter.
+ */
+static void catalog_probe_tick(uv_timer_t *t)
+{
+  (void)t;
+  if (!g.configured || !g.loaded || g.refused || g.failing || g.running != JOB_NONE ||
+      pgg_p.shutting_down)
+    return;
+  g.running = JOB_PROBE;
+  int err = uv_queue_work(pgg_p.loop, &g.work, job_work, job_done);
+  if (err) {
+    g.running = JOB_NONE;
+    pgg_log(PGG_LOG_ERROR, "guard_job_failed", "job=%s reason=%s", job_name(JOB_PROBE),
+            pgg_logq(uv_strerror(err)));
+  }
+}
+
 static void on_tick(uv_timer_t *t)
 {
   if (!g.loaded && !g.schema_broken)
@@ -652,6 +859,8 @@ pgg_ask pgg_guardian_request(pgg_guard_waiter *w)
     return PGG_ASK_OFF;
   if (g.failing)
     return PGG_ASK_COOLING_DOWN;
+  if (g.deferring)
+    return PGG_ASK_DEFERRING;
   if (g.had_failure && now - g.last_failure_ms < (uint64_t)(g.cfg->cooldown * 1000))
     return PGG_ASK_COOLING_DOWN;
   if (g.nothing_armed && now - g.nothing_at_ms < NOTHING_WINDOW_MS)
@@ -710,6 +919,38 @@ void pgg_guardian_upstream_ok(void)
   pgg_log(PGG_LOG_DEBUG, "guard_retry_soon", "reason=%s",
           pgg_logq("a server connection succeeded"));
   schedule();
+}
+
+/*
+ * A server leg ended in a way that says PostgreSQL went away: a FATAL
+ * 57P01/57P02/57P03, or the connection lost without one. A restore often
+ * restarts or replaces the database: check again now (through the
+ * limiter), rather than at the next drift tick.
+ */
+void pgg_guardian_server_gone(const char *fatal)
+{
+  if (!g.configured || !g.loaded || g.refused || g.failing || pgg_p.shutting_down)
+    return;
+  bool lost = !fatal || !fatal[0];
+  if (!lost && strcmp(fatal, "57P01") != 0 && strcmp(fatal, "57P02") != 0 &&
+      strcmp(fatal, "57P03") != 0)
+    return;
+  if (g.want_check || g.running == JOB_CHECK)
+    return;
+  pgg_log(PGG_LOG_INFO, "guard_recheck", "reason=%s sqlstate=%s",
+          pgg_logq(lost ? "server connection lost" : "server shut down"),
+          lost ? "none" : fatal);
+  g.want_check = true;
+  schedule();
+}
+
+const char *pgg_guardian_deferring(int *pid, double *since)
+{
+  if (!g.configured || !g.deferring)
+    return NULL;
+  *pid = g.defer_pid;
+  *since = g.defer_since;
+  return g.defer_why;
 }
 
 /* ---- upstream probe ---------------------------------------------------------- */
@@ -826,6 +1067,8 @@ int pgg_guardian_start(void)
   uv_timer_init(pgg_p.loop, &g.timer);
   uv_timer_init(pgg_p.loop, &g.wake);
   uv_timer_start(&g.timer, on_tick, every, every);
+  uv_timer_init(pgg_p.loop, &g.probe_timer);
+  uv_timer_start(&g.probe_timer, catalog_probe_tick, PROBE_INTERVAL_MS, PROBE_INTERVAL_MS);
   schedule();
   return PGG_OK;
 }
@@ -874,6 +1117,8 @@ void pgg_guardian_stop(void)
   uv_close((uv_handle_t *)&g.timer, NULL);
   uv_timer_stop(&g.wake);
   uv_close((uv_handle_t *)&g.wake, NULL);
+  uv_timer_stop(&g.probe_timer);
+  uv_close((uv_handle_t *)&g.probe_timer, NULL);
   notify(PGG_REPAIR_FAILED);
 }
 

@@ -323,8 +323,8 @@ static int set_fail_on(pgg_options *o, const char *name, const char *v)
  * One row per setting, in --help's order. A row marked RELOAD inside
  * pgg_options.guard reaches the guard through pgg_guardian_reload, which
  * applies it between jobs: only the fields its apply_pending copies may be
- * marked RELOAD there (schema, shadow URL, repair mode and the three guard
- * timings). The admin session keeps its own copy of the rest (URL, owner,
+ * marked RELOAD there (schema, shadow URL, repair mode, the guard's
+ * timings, --defer-to and --settle). The admin session keeps its own copy of the rest (URL, owner,
  * lock and statement timeouts), so those need a restart.
  */
 static const opt_row rows[] = {
@@ -451,6 +451,17 @@ static const opt_row rows[] = {
   {.name = "repair-cooldown", .env = "PGGUARD_REPAIR_COOLDOWN", .kind = ARG_SECONDS, .metavar = "SECONDS",
    FIELD(guard.cooldown), .max = MAX_SECONDS, .value = "30", .reload = RELOAD,
    .help = "pause after a failed repair"},
+  {.name = "defer-to", .env = "PGGUARD_DEFER_TO", .kind = ARG_TEXT, .metavar = "NAMES",
+   FIELD(guard.defer_to), .value = "pg_restore", .reload = RELOAD,
+   .help = "application_names (comma-separated) of restore and migration\n"
+           "tools: while one is connected to the guarded database, or\n"
+           "another session runs DDL there (holds ACCESS EXCLUSIVE on a\n"
+           "relation it creates, alters or drops), no repair starts\n"
+           "and guarded errors pass through"},
+  {.name = "settle", .env = "PGGUARD_SETTLE", .kind = ARG_SECONDS, .metavar = "SECONDS",
+   FIELD(guard.settle), .max = MAX_SECONDS, .value = "5", .reload = RELOAD,
+   .help = "an eager repair waits until the catalog has been unchanged\n"
+           "this long (a repair for a failed request does not)"},
   {.name = "lock-timeout", .env = "PGGUARD_LOCK_TIMEOUT", .kind = ARG_INT, .metavar = "MS",
    FIELD(guard.lock_timeout_ms), .min = 1, .max = 3600000, .value = "2000", .reload = RELOAD,
    .help = "lock_timeout of the repair"},

@@ -155,6 +155,7 @@ typedef enum {
   PGG_ASK_NOTHING_MISSING, /* a check moments ago found nothing missing */
   PGG_ASK_COOLING_DOWN,    /* a repair failed moments ago */
   PGG_ASK_OFF,             /* the guard is not active */
+  PGG_ASK_DEFERRING,       /* a restore or DDL runs in the guarded database: pass through */
 } pgg_ask;
 
 int pgg_guardian_start(void);
@@ -181,6 +182,17 @@ void pgg_upstream_accepted(void);
  * makes the guard retry soon, through its limiter.
  */
 void pgg_guardian_upstream_ok(void);
+/*
+ * A server-leg connection ended without the client's Terminate; fatal is
+ * the SQLSTATE of the FATAL the server sent first, or "" when it sent none
+ * (the connection was lost). 57P01, 57P02, 57P03 and a lost connection make
+ * the guard check the drift again at once (through its limiter): a restore
+ * usually restarts or replaces the database. Anything else costs a branch.
+ */
+void pgg_guardian_server_gone(const char *fatal);
+/* Why repairs wait for another session (a restore, DDL), or NULL; *pid is
+ * that session's, *since the unix time the wait began. */
+const char *pgg_guardian_deferring(int *pid, double *since);
 /*
  * Whether the guard acts for a session whose startup database (the
  * "database" startup parameter, or the user name when it is absent) is
