@@ -9,7 +9,7 @@ import re
 import pytest
 
 from conftest import run
-from guard_fixtures import pg_tool
+from guard_fixtures import metric, pg_tool, start_guarded
 from guard_helpers import (SCHEMAS, AppDb, check, check_json, items, plan, plan_statements,
                            start_repairing, wait_repair)
 
@@ -290,3 +290,25 @@ def test_repair_makes_the_restored_catalog_equal_to_the_migrated_one(shop, pggua
   missing = sum(v for (name, labels), v in m.items()
                 if name == "pgguard_schema_drift_objects" and ("state", "missing") in labels)
   assert missing == 0
+
+
+def test_a_guarded_error_repairs_functions_triggers_and_views_with_the_whole_drift(shop, pgguard):
+  """A missing trigger raises nothing and a missing function or view raises no guarded error of
+  its own: they come back with the whole drift, the first time a request meets a missing table."""
+  migrated, restored, desired = shop
+  inst = start_guarded(pgguard, restored.pg, restored.name, schema=desired,
+                       role={"user": restored.owner, "password": restored.password})
+  conn = inst.connect()
+  try:
+    with conn.cursor() as cur:
+      cur.execute("INSERT INTO customers (email, name) VALUES ('ada@example.com', 'Ada')"
+                  " RETURNING id")
+      assert cur.fetchone() == (1,)
+  finally:
+    conn.close()
+  assert metric(inst, "pgguard_replays_total", result="succeeded") == 1
+  want, got = catalog(migrated), catalog(restored)
+  for kind in ("routines", "triggers", "views", "types", "extensions"):
+    assert got[kind] == want[kind], (kind, set(got[kind]) ^ set(want[kind]))
+  assert restored.sql("SELECT pg_get_serial_sequence('public.customers', 'id')") == [
+    ("public.customers_id_seq",)]

@@ -28,7 +28,8 @@ CREATE TABLE customers (
   email email NOT NULL UNIQUE,
   name text COLLATE "C",
   home address,
-  credit positive_amount
+  credit positive_amount,
+  updated_at timestamptz
 );
 
 CREATE TABLE invoices (
