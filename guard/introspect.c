@@ -241,7 +241,9 @@ static const char q_owned_by[] =
 
 /* Rows: kind, schema, parent, name, definition. */
 static const char q_unmodeled[] =
-  "SELECT 'p', n.nspname, c.relname, p.polname, p.polcmd::text || ' ' || p.polpermissive::text"
+  /* text, not name: a UNION takes its first branch's types, and a name
+   * would cut the longer descriptions below at 63 bytes. */
+  "SELECT 'p'::text, n.nspname::text, c.relname::text, p.polname::text, p.polcmd::text || ' ' || p.polpermissive::text"
   " || ' ' || COALESCE(pg_catalog.pg_get_expr(p.polqual, p.polrelid), '') || ' '"
   " || COALESCE(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), '')"
   " FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid"
@@ -289,6 +291,17 @@ static const char q_unmodeled[] =
   " FROM pg_catalog.pg_namespace n WHERE " USER_NS " AND"
   NOT_EXT("pg_catalog.pg_namespace", "n.oid") ") x"
   " CROSS JOIN LATERAL pg_catalog.aclexplode(x.acl) a WHERE a.grantee <> x.owner"
+  /* Column privileges (GRANT SELECT (c) ON t). */
+  " UNION ALL SELECT 'g', NULL, pg_catalog.pg_describe_object("
+  "'pg_catalog.pg_class'::pg_catalog.regclass, c.oid, at.attnum),"
+  " a.privilege_type || ' to ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC'"
+  " ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END"
+  " || CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END, NULL"
+  " FROM pg_catalog.pg_attribute at JOIN pg_catalog.pg_class c ON c.oid = at.attrelid"
+  " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+  " CROSS JOIN LATERAL pg_catalog.aclexplode(at.attacl) a"
+  " WHERE at.attacl IS NOT NULL AND at.attnum > 0 AND a.grantee <> c.relowner AND "
+  USER_NS " AND" NOT_EXT("pg_catalog.pg_class", "c.oid")
   /* Everything else a schema file can create, named by PostgreSQL. */
   " UNION ALL SELECT 'o', NULL, NULL, i.type || ' ' || i.identity, NULL FROM ("
   "SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass AS classid, p.oid FROM pg_catalog.pg_proc p"
@@ -348,6 +361,38 @@ static const char q_unmodeled[] =
   ") o CROSS JOIN LATERAL pg_catalog.pg_identify_object(o.classid, o.oid, 0) i"
   " WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e WHERE e.classid = o.classid"
   " AND e.objid = o.oid AND e.deptype = 'e')"
+  /* Table and column properties pgguard does not set. */
+  " UNION ALL SELECT 'o', NULL, NULL, 'storage parameters of '"
+  " || pg_catalog.pg_describe_object('pg_catalog.pg_class'::pg_catalog.regclass, c.oid, 0),"
+  " pg_catalog.array_to_string(c.reloptions, ', ')"
+  " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+  " WHERE c.reloptions IS NOT NULL AND c.relkind IN ('r', 'p', 'm', 'i', 'I') AND "
+  USER_NS " AND" NOT_EXT("pg_catalog.pg_class", "c.oid")
+  " UNION ALL SELECT 'o', NULL, NULL, 'replica identity of '"
+  " || pg_catalog.pg_describe_object('pg_catalog.pg_class'::pg_catalog.regclass, c.oid, 0),"
+  " c.relreplident::text"
+  " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+  " WHERE c.relkind IN ('r', 'p') AND c.relreplident <> 'd' AND " USER_NS " AND"
+  NOT_EXT("pg_catalog.pg_class", "c.oid")
+  " UNION ALL SELECT 'o', NULL, NULL, 'clustered index of '"
+  " || pg_catalog.pg_describe_object('pg_catalog.pg_class'::pg_catalog.regclass, c.oid, 0),"
+  " x.indexrelid::pg_catalog.regclass::text"
+  " FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class c ON c.oid = x.indrelid"
+  " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+  " WHERE x.indisclustered AND " USER_NS " AND" NOT_EXT("pg_catalog.pg_class", "c.oid")
+  " UNION ALL SELECT 'o', NULL, NULL, 'storage, compression or statistics target of '"
+  " || pg_catalog.pg_describe_object('pg_catalog.pg_class'::pg_catalog.regclass, c.oid,"
+  " at.attnum), at.attstorage::text || ' ' || at.attcompression::text || ' '"
+  " || at.attstattarget::text"
+  " FROM pg_catalog.pg_attribute at JOIN pg_catalog.pg_class c ON c.oid = at.attrelid"
+  " JOIN pg_catalog.pg_type t ON t.oid = at.atttypid"
+  " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+  " WHERE c.relkind IN ('r', 'p', 'm') AND at.attnum > 0 AND NOT at.attisdropped"
+  " AND (at.attstorage <> t.typstorage OR at.attcompression <> '' OR at.attstattarget >= 0)"
+  " AND " USER_NS " AND" NOT_EXT("pg_catalog.pg_class", "c.oid")
+  " UNION ALL SELECT 'o', NULL, NULL, 'security label of '"
+  " || pg_catalog.pg_describe_object(l.classoid, l.objoid, l.objsubid), l.label"
+  " FROM pg_catalog.pg_seclabel l WHERE l.objoid >= 16384"
   /* Table properties pgguard does not set. */
   " UNION ALL SELECT 'o', NULL, NULL, 'row level security on table '"
   " || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)"

@@ -119,3 +119,6 @@ CREATE STATISTICS orders_account_status (dependencies) ON account_id, status FRO
 CREATE AGGREGATE text_concat(text) (SFUNC = textcat, STYPE = text);
 COMMENT ON TABLE customers IS 'People who buy';
 GRANT SELECT ON customers TO kinds_reader;
+GRANT SELECT (name) ON accounts TO kinds_reader;
+ALTER TABLE orders SET (fillfactor = 90);
+ALTER TABLE customers ALTER COLUMN name SET STATISTICS 500;
