@@ -213,13 +213,16 @@ static const char q_views[] =
   " WHERE c.relkind IN ('v', 'm') AND c.relpersistence <> 't' AND " USER_NS " AND"
   NOT_EXT("pg_catalog.pg_class", "c.oid");
 
-/* A partition's clone of its parent's trigger comes with the parent's. */
+/* A partition's clone of its parent's trigger comes with the parent's. A
+ * disabled (or replica-only) trigger is not one CREATE TRIGGER makes: it is
+ * reported unsupported instead of being created enabled. */
 static const char q_triggers[] =
   "SELECT n.nspname, c.relname, t.tgname, pg_catalog.pg_get_triggerdef(t.oid)"
   " FROM pg_catalog.pg_trigger t"
   " JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid"
   " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-  " WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND c.relpersistence <> 't' AND "
+  " WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND t.tgenabled = 'O'"
+  " AND c.relpersistence <> 't' AND "
   USER_NS " AND" NOT_EXT("pg_catalog.pg_class", "c.oid") " AND"
   NOT_EXT("pg_catalog.pg_trigger", "t.oid");
 
@@ -390,6 +393,26 @@ static const char q_unmodeled[] =
   " WHERE c.relkind IN ('r', 'p', 'm') AND at.attnum > 0 AND NOT at.attisdropped"
   " AND (at.attstorage <> t.typstorage OR at.attcompression <> '' OR at.attstattarget >= 0)"
   " AND " USER_NS " AND" NOT_EXT("pg_catalog.pg_class", "c.oid")
+  " UNION ALL SELECT 'o', NULL, NULL, 'trigger ' || pg_catalog.quote_ident(t.tgname) || ' on '"
+  " || pg_catalog.pg_describe_object('pg_catalog.pg_class'::pg_catalog.regclass, c.oid, 0)"
+  " || ' enabled as ' || t.tgenabled::text, NULL"
+  " FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid"
+  " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+  " WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND t.tgenabled <> 'O' AND " USER_NS " AND"
+  NOT_EXT("pg_catalog.pg_class", "c.oid")
+  " UNION ALL SELECT 'o', NULL, NULL, 'unlogged sequence '"
+  " || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname), NULL"
+  " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+  " WHERE c.relkind = 'S' AND c.relpersistence = 'u' AND " USER_NS " AND"
+  NOT_EXT("pg_catalog.pg_class", "c.oid")
+  " UNION ALL SELECT 'o', NULL, NULL, 'typed table '"
+  " || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)"
+  " || ' of type ' || c.reloftype::pg_catalog.regtype::text, NULL"
+  " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+  " WHERE c.reloftype <> 0 AND " USER_NS " AND" NOT_EXT("pg_catalog.pg_class", "c.oid")
+  " UNION ALL SELECT 'o', NULL, NULL, 'subscription ' || pg_catalog.quote_ident(x.subname), NULL"
+  " FROM pg_catalog.pg_subscription x WHERE x.subdbid = (SELECT d.oid"
+  " FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())"
   " UNION ALL SELECT 'o', NULL, NULL, 'security label of '"
   " || pg_catalog.pg_describe_object(l.classoid, l.objoid, l.objsubid), l.label"
   " FROM pg_catalog.pg_seclabel l WHERE l.objoid >= 16384"

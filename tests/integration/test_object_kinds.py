@@ -32,7 +32,7 @@ REPAIRED = {
   ("table", None, "session_cache"), ("table", None, "events"), ("table", None, "events_2024"),
   ("table", None, "events_2025"), ("table", None, "events_2026"),
   ("table", None, "events_2026_click"), ("table", None, "events_2026_other"),
-  ("table", None, "events_default"),
+  ("table", None, "events_default"), ("table", None, "address_book"),
   ("column", "accounts", "slug"), ("column", "accounts", "contact"),
   ("index", "accounts", "accounts_name_trgm"),
   ("view", None, "account_totals"), ("view", None, "big_accounts"),
@@ -55,6 +55,8 @@ UNSUPPORTED = {
   ("other", None, "storage parameters of table public.orders"),
   ("other", None, "storage, compression or statistics target of column name of table "
                   "public.customers"),
+  ("other", None, "trigger orders_audit on table public.orders enabled as D"),
+  ("other", None, "typed table public.address_book of type public.address"),
 }
 
 # Every statement kind the planner may emit, as it prints them.
@@ -121,7 +123,8 @@ CATALOG = {
            " WHERE c.relkind IN ('v', 'm') AND c.relnamespace IN ('public'::regnamespace,"
            " 'reporting'::regnamespace)",
   "triggers": "SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t JOIN pg_class c"
-              " ON c.oid = t.tgrelid WHERE NOT t.tgisinternal"
+              # A disabled trigger is reported unsupported, not created enabled.
+              " ON c.oid = t.tgrelid WHERE NOT t.tgisinternal AND t.tgenabled = 'O'"
               " AND c.relnamespace = 'public'::regnamespace",
   "sequences": "SELECT s.seqrelid::regclass::text, format_type(s.seqtypid, NULL), s.seqstart,"
                " s.seqincrement, s.seqmax, s.seqmin, s.seqcache, s.seqcycle,"
@@ -220,7 +223,7 @@ def test_check_names_every_kind_missing_or_unsupported(shop):
   assert "unsupported  policy      public.orders.orders_by_account" in text.stdout
   assert "unsupported  grant       table public.customers: SELECT to kinds_reader" in text.stdout
   assert re.search(r"; unsupported: 1 policy, 1 rule, 1 event trigger, 1 publication, "
-                   r"1 statistics, 1 comment, 2 grants, 4 other objects\n", text.stdout), text.stdout
+                   r"1 statistics, 1 comment, 2 grants, 6 other objects\n", text.stdout), text.stdout
   # --fail-on picks unsupported like any other state.
   assert check(restored.admin_url, desired, "--fail-on", "conflicting").returncode == 0
   assert check(restored.admin_url, desired, "--fail-on", "unsupported").returncode == 1
@@ -288,7 +291,7 @@ def test_repair_makes_the_restored_catalog_equal_to_the_migrated_one(shop, pggua
   assert item_set(report, "unsupported") == UNSUPPORTED
   m = inst.metrics()
   assert m.get_value("pgguard_schema_drift_objects", kind="policy", state="unsupported") == 1
-  assert m.get_value("pgguard_schema_drift_objects", kind="other", state="unsupported") == 4
+  assert m.get_value("pgguard_schema_drift_objects", kind="other", state="unsupported") == 6
   total = sum(v for (name, labels), v in m.items()
               if name == "pgguard_schema_drift_objects" and ("state", "unsupported") in labels)
   assert total == len(UNSUPPORTED)

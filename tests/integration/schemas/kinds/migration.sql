@@ -122,3 +122,6 @@ GRANT SELECT ON customers TO kinds_reader;
 GRANT SELECT (name) ON accounts TO kinds_reader;
 ALTER TABLE orders SET (fillfactor = 90);
 ALTER TABLE customers ALTER COLUMN name SET STATISTICS 500;
+CREATE TRIGGER orders_audit AFTER DELETE ON orders FOR EACH ROW EXECUTE FUNCTION touch_updated_at();
+ALTER TABLE orders DISABLE TRIGGER orders_audit;
+CREATE TABLE address_book OF address;
