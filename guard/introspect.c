@@ -400,6 +400,22 @@ static const char q_unmodeled[] =
   " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
   " WHERE NOT t.tgisinternal AND t.tgparentid = 0 AND t.tgenabled <> 'O' AND " USER_NS " AND"
   NOT_EXT("pg_catalog.pg_class", "c.oid")
+  /* A partition's own constraints and indexes (not its parent's copies). */
+  " UNION ALL SELECT 'o', NULL, NULL, pg_catalog.pg_describe_object("
+  "'pg_catalog.pg_constraint'::pg_catalog.regclass, k.oid, 0), pg_catalog.pg_get_constraintdef(k.oid)"
+  " FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid"
+  " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+  " WHERE c.relispartition AND k.conparentid = 0 AND k.coninhcount = 0"
+  " AND k.contype IN ('p', 'u', 'c', 'f', 'x') AND " USER_NS
+  " UNION ALL SELECT 'o', NULL, NULL, 'index ' || x.indexrelid::pg_catalog.regclass::text || ' on '"
+  " || pg_catalog.pg_describe_object('pg_catalog.pg_class'::pg_catalog.regclass, c.oid, 0),"
+  " pg_catalog.pg_get_indexdef(x.indexrelid)"
+  " FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class c ON c.oid = x.indrelid"
+  " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+  " JOIN pg_catalog.pg_class ic ON ic.oid = x.indexrelid"
+  " WHERE c.relispartition AND NOT ic.relispartition AND NOT EXISTS (SELECT 1"
+  " FROM pg_catalog.pg_constraint k WHERE k.conindid = x.indexrelid AND k.conrelid = c.oid)"
+  " AND " USER_NS
   " UNION ALL SELECT 'o', NULL, NULL, 'unlogged sequence '"
   " || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname), NULL"
   " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"

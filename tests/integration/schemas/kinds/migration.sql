@@ -125,3 +125,4 @@ ALTER TABLE customers ALTER COLUMN name SET STATISTICS 500;
 CREATE TRIGGER orders_audit AFTER DELETE ON orders FOR EACH ROW EXECUTE FUNCTION touch_updated_at();
 ALTER TABLE orders DISABLE TRIGGER orders_audit;
 CREATE TABLE address_book OF address;
+ALTER TABLE events_2024 ADD CONSTRAINT events_2024_kind CHECK (kind <> '');
