@@ -357,7 +357,8 @@ static int emit(planner *pl, pgg_stmt_kind kind)
     p->stmts[p->n++] = (pgg_stmt){kind, (char *)pl->sql.data};
     pgg_buf_init(&pl->sql);
   }
-  pl->emitted = !pl->bad && pl->sql.len == 0;
+  /* The plan took the buffer's memory only when it took the statement. */
+  pl->emitted = pl->sql.len == 0;
   pgg_buf_reset(&pl->sql);
   pl->bad = false;
   return PGG_OK;
