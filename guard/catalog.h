@@ -83,7 +83,7 @@ typedef struct {
   bool has_rows;
   char relkind;        /* PGG_OBJ_TABLE: 'r' or 'p'; PGG_OBJ_VIEW: 'v' or 'm';
                         * PGG_OBJ_FUNCTION: 'f', 'p' or 'w' */
-  /* PGG_OBJ_TABLE: 'u' for UNLOGGED, 'p' (or 0) permanent */
+  /* PGG_OBJ_TABLE, PGG_OBJ_SEQUENCE: 'u' for UNLOGGED, 'p' (or 0) permanent */
   char persistence;
   /* PGG_OBJ_TABLE: a partition's parent, quoted and qualified; its bound
    * (pg_get_expr of relpartbound) is in default_expr, and a partitioned

@@ -245,6 +245,14 @@ static int object_why(pgg_buf *why, const pgg_object *l, const pgg_object *d)
       err = why_part(why, "version", or_none(l->definition), or_none(d->definition));
     return err;
   }
+  case PGG_OBJ_SEQUENCE: {
+    int err = PGG_OK;
+    if ((l->persistence == 'u') != (d->persistence == 'u'))
+      err = why_part(why, "", persistence_name(l->persistence), persistence_name(d->persistence));
+    if (!err && !str_eq(l->definition, d->definition))
+      err = why_part(why, "definition", or_none(l->definition), or_none(d->definition));
+    return err;
+  }
   case PGG_OBJ_VIEW: {
     int err = PGG_OK;
     if (l->relkind != d->relkind)

@@ -59,7 +59,7 @@ static const char q_sequences[] =
   " || ' INCREMENT BY ' || s.seqincrement || ' MINVALUE ' || s.seqmin"
   " || ' MAXVALUE ' || s.seqmax || ' START WITH ' || s.seqstart"
   " || ' CACHE ' || s.seqcache"
-  " || CASE WHEN s.seqcycle THEN ' CYCLE' ELSE ' NO CYCLE' END"
+  " || CASE WHEN s.seqcycle THEN ' CYCLE' ELSE ' NO CYCLE' END, c.relpersistence"
   " FROM pg_catalog.pg_sequence s"
   " JOIN pg_catalog.pg_class c ON c.oid = s.seqrelid"
   " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
@@ -416,11 +416,6 @@ static const char q_unmodeled[] =
   " WHERE c.relispartition AND NOT ic.relispartition AND NOT EXISTS (SELECT 1"
   " FROM pg_catalog.pg_constraint k WHERE k.conindid = x.indexrelid AND k.conrelid = c.oid)"
   " AND " USER_NS
-  " UNION ALL SELECT 'o', NULL, NULL, 'unlogged sequence '"
-  " || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname), NULL"
-  " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-  " WHERE c.relkind = 'S' AND c.relpersistence = 'u' AND " USER_NS " AND"
-  NOT_EXT("pg_catalog.pg_class", "c.oid")
   " UNION ALL SELECT 'o', NULL, NULL, 'typed table '"
   " || pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)"
   " || ' of type ' || c.reloftype::pg_catalog.regtype::text, NULL"
@@ -653,7 +648,8 @@ static int parse_sequences(const PGresult *res, pgg_catalog *out)
   int rc = PGG_OK;
   for (int i = 0; i < PQntuples(res) && !rc; i++) {
     pgg_object o = {.kind = PGG_OBJ_SEQUENCE, .schema = field(res, i, 0),
-                    .name = field(res, i, 1), .definition = field(res, i, 2)};
+                    .name = field(res, i, 1), .definition = field(res, i, 2),
+                    .persistence = PQgetvalue(res, i, 3)[0]};
     rc = pgg_catalog_add(out, &o);
   }
   return rc;

@@ -151,7 +151,8 @@ static bool kind_prefix_ok(pgg_stmt_kind kind, const char *sql)
   case PGG_STMT_REFRESH_MATVIEW: return has_prefix(sql, "REFRESH MATERIALIZED VIEW \"");
   case PGG_STMT_ADD_ENUM_VALUE:
     return has_prefix(sql, "ALTER TYPE \"") && strstr(sql, "\" ADD VALUE IF NOT EXISTS ");
-  case PGG_STMT_CREATE_SEQUENCE: return has_prefix(sql, "CREATE SEQUENCE \"");
+  case PGG_STMT_CREATE_SEQUENCE:
+    return has_prefix(sql, "CREATE SEQUENCE \"") || has_prefix(sql, "CREATE UNLOGGED SEQUENCE \"");
   case PGG_STMT_CREATE_TABLE:
     return has_prefix(sql, "CREATE TABLE \"") || has_prefix(sql, "CREATE UNLOGGED TABLE \"");
   case PGG_STMT_ADD_COLUMN:
@@ -628,7 +629,7 @@ static int plan_sequences(planner *pl)
     const pgg_object *o = pl->miss[i];
     if (o->kind != PGG_OBJ_SEQUENCE)
       continue;
-    err = put(pl, "CREATE SEQUENCE ");
+    err = put(pl, o->persistence == 'u' ? "CREATE UNLOGGED SEQUENCE " : "CREATE SEQUENCE ");
     if (!err)
       err = put_qualified(pl, o->schema, o->name);
     if (!err && o->definition && *o->definition) {

@@ -22,7 +22,7 @@ REPAIRED = {
   ("schema", None, "reporting"),
   ("domain", None, "email"), ("domain", None, "positive_amount"),
   ("composite_type", None, "address"),
-  ("sequence", None, "invoice_no_seq"), ("sequence", None, "customers_id_seq"),
+  ("sequence", None, "invoice_no_seq"), ("sequence", None, "ticket_seq"), ("sequence", None, "customers_id_seq"),
   ("sequence", None, "bookings_id_seq"), ("sequence", None, "events_id_seq"),
   ("function", None, "next_invoice_no()"), ("function", None, "touch_updated_at()"),
   ("function", None, "account_orders(a public.accounts)"),
@@ -63,9 +63,10 @@ UNSUPPORTED = {
 # Every statement kind the planner may emit, as it prints them.
 ADDITIVE = ("CREATE SCHEMA ", "CREATE EXTENSION IF NOT EXISTS ", "CREATE TYPE ", "CREATE DOMAIN ",
             "ALTER TYPE ", "CREATE FUNCTION ", "CREATE PROCEDURE ", "CREATE SEQUENCE ",
-            "CREATE TABLE ", "CREATE UNLOGGED TABLE ", "ALTER TABLE ", "CREATE INDEX ",
-            "CREATE UNIQUE INDEX ", "CREATE VIEW ", "CREATE MATERIALIZED VIEW ", "CREATE TRIGGER ",
-            "ALTER SEQUENCE ", "REFRESH MATERIALIZED VIEW ")
+            "CREATE UNLOGGED SEQUENCE ", "CREATE TABLE ", "CREATE UNLOGGED TABLE ",
+            "ALTER TABLE ", "CREATE INDEX ", "CREATE UNIQUE INDEX ", "CREATE VIEW ",
+            "CREATE MATERIALIZED VIEW ", "CREATE TRIGGER ", "ALTER SEQUENCE ",
+            "REFRESH MATERIALIZED VIEW ")
 
 ROWS = [
   "INSERT INTO accounts (name) VALUES ('Northwind'), ('Contoso')",
@@ -257,6 +258,7 @@ def test_plan_creates_each_kind_additively_in_dependency_order(shop):
   assert at("CREATE TRIGGER orders_touch") > at("CREATE FUNCTION public.touch_updated_at()")
   assert stmts[-1] == 'REFRESH MATERIALIZED VIEW "reporting"."daily_revenue"'
   assert 'CREATE UNLOGGED TABLE "public"."session_cache"' in text
+  assert 'CREATE UNLOGGED SEQUENCE "public"."ticket_seq"' in text
   assert 'ALTER SEQUENCE "public"."customers_id_seq" OWNED BY "public"."customers"."id"' in text
   assert ('ALTER TABLE "public"."accounts" ADD COLUMN "slug" text COLLATE pg_catalog."C"'
           in text), text

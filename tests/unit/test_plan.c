@@ -228,6 +228,9 @@ TEST(partitioned_tables_and_partitions_unlogged_and_collations)
   pgg_object cache = o_table_rows("public", "cache", false);
   cache.persistence = 'u';
   add(&desired, cache);
+  pgg_object ticket = o_seq("public", "ticket", "AS integer");
+  ticket.persistence = 'u';
+  add(&desired, ticket);
   /* Without its key a partitioned table is refused, its partition too. */
   pgg_object nokey = o_table_rows("public", "nokey", false);
   nokey.relkind = 'p';
@@ -236,6 +239,7 @@ TEST(partitioned_tables_and_partitions_unlogged_and_collations)
   pgg_plan p;
   CHECK_INT(plan_of(&desired, &live, &d, &p), PGG_ERR_SCHEMA);
   static const char *const want[] = {
+      "CREATE UNLOGGED SEQUENCE \"public\".\"ticket\" AS integer",
       "CREATE UNLOGGED TABLE \"public\".\"cache\" ()",
       "CREATE TABLE \"public\".\"events\" (\"at\" date NOT NULL, \"name\" text COLLATE "
       "pg_catalog.\"C\") PARTITION BY RANGE (at)",
@@ -1248,8 +1252,11 @@ static void gen_desired(rng *r, pgg_catalog *c)
     }
     unsigned nseq = rnd(r, 3);
     pick(r, COUNT(name_pool), nseq, ni);
-    for (unsigned q = 0; q < nseq; q++)
-      add(c, o_seq(sch, name_pool[ni[q]], SEQDEF));
+    for (unsigned q = 0; q < nseq; q++) {
+      pgg_object seq = o_seq(sch, name_pool[ni[q]], SEQDEF);
+      seq.persistence = chance(r, 15) ? 'u' : 'p';
+      add(c, seq);
+    }
     unsigned nt = rnd(r, 5);
     pick(r, COUNT(name_pool), nt, ni);
     for (unsigned t = 0; t < nt; t++) {
@@ -1607,11 +1614,17 @@ static bool apply(applier *a, const pgg_stmt *st)
     return create(a, PGG_OBJ_ENUM_LABEL, tk[2].text, tk[4].text, tk[10].text, &o);
   }
 
-  case PGG_STMT_CREATE_SEQUENCE:
-    if (n < 5 || !is_word(&tk[0], "CREATE") || !is_word(&tk[1], "SEQUENCE") ||
-        !qualified(tk, n, 2))
+  case PGG_STMT_CREATE_SEQUENCE: {
+    size_t u = is_word(&tk[1], "UNLOGGED") ? 1 : 0;
+    if (n < 5 + u || !is_word(&tk[0], "CREATE") || !is_word(&tk[1 + u], "SEQUENCE") ||
+        !qualified(tk, n, 2 + u))
       return fail(a, "bad CREATE SEQUENCE");
-    return create(a, PGG_OBJ_SEQUENCE, tk[2].text, NULL, tk[4].text, &o);
+    if (!create(a, PGG_OBJ_SEQUENCE, tk[2 + u].text, NULL, tk[4 + u].text, &o))
+      return false;
+    if ((o->persistence == 'u') != (u == 1))
+      return fail(a, "sequence %s: UNLOGGED %s", o->name, u ? "added" : "missing");
+    return true;
+  }
 
   case PGG_STMT_CREATE_TABLE: {
     size_t u = is_word(&tk[1], "UNLOGGED") ? 1 : 0;  /* tokens shift by one */
@@ -1868,7 +1881,7 @@ static const char *const kind_prefix[PGG_STMT__COUNT][2] = {
     [PGG_STMT_CREATE_DOMAIN] = {"CREATE DOMAIN ", NULL},
     [PGG_STMT_CREATE_COMPOSITE] = {"CREATE TYPE ", NULL},
     [PGG_STMT_CREATE_FUNCTION] = {"CREATE FUNCTION ", "CREATE PROCEDURE "},
-    [PGG_STMT_CREATE_SEQUENCE] = {"CREATE SEQUENCE ", NULL},
+    [PGG_STMT_CREATE_SEQUENCE] = {"CREATE SEQUENCE ", "CREATE UNLOGGED SEQUENCE "},
     [PGG_STMT_CREATE_TABLE] = {"CREATE TABLE ", "CREATE UNLOGGED TABLE "},
     [PGG_STMT_ADD_COLUMN] = {"ALTER TABLE ", NULL},
     [PGG_STMT_CREATE_INDEX] = {"CREATE INDEX ", "CREATE UNIQUE INDEX "},

@@ -11,6 +11,7 @@ CREATE DOMAIN positive_amount AS numeric(12,2) DEFAULT 0 NOT NULL
 CREATE TYPE address AS (street text, city text COLLATE "C", zip varchar(10));
 
 CREATE SEQUENCE invoice_no_seq START 1000;
+CREATE UNLOGGED SEQUENCE ticket_seq;
 
 -- Called by a column default: created before the tables.
 CREATE FUNCTION next_invoice_no() RETURNS text LANGUAGE sql
