@@ -424,6 +424,12 @@ static const char q_unmodeled[] =
   " UNION ALL SELECT 'o', NULL, NULL, 'subscription ' || pg_catalog.quote_ident(x.subname), NULL"
   " FROM pg_catalog.pg_subscription x WHERE x.subdbid = (SELECT d.oid"
   " FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())"
+  " UNION ALL SELECT 'o', NULL, NULL, 'default of '"
+  " || pg_catalog.pg_describe_object('pg_catalog.pg_class'::pg_catalog.regclass, c.oid,"
+  " d.adnum), pg_catalog.pg_get_expr(d.adbin, d.adrelid)"
+  " FROM pg_catalog.pg_attrdef d JOIN pg_catalog.pg_class c ON c.oid = d.adrelid"
+  " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+  " WHERE c.relkind = 'v' AND " USER_NS " AND" NOT_EXT("pg_catalog.pg_class", "c.oid")
   " UNION ALL SELECT 'o', NULL, NULL, 'security label of '"
   " || pg_catalog.pg_describe_object(l.classoid, l.objoid, l.objsubid), l.label"
   " FROM pg_catalog.pg_seclabel l WHERE l.objoid >= 16384"

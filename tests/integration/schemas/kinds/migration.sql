@@ -95,6 +95,15 @@ CREATE VIEW reporting.account_totals AS
   GROUP BY a.id, a.name;
 CREATE VIEW reporting.big_accounts WITH (security_barrier) AS
   SELECT * FROM reporting.account_totals WHERE total > 1000;
+CREATE FUNCTION reporting.add_account() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO public.accounts (name) VALUES (NEW.name);
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER account_totals_insert INSTEAD OF INSERT ON reporting.account_totals
+  FOR EACH ROW EXECUTE FUNCTION reporting.add_account();
+ALTER VIEW reporting.account_totals ALTER COLUMN orders SET DEFAULT 0;
 CREATE MATERIALIZED VIEW reporting.daily_revenue AS
   SELECT date_trunc('day', o.updated_at) AS day, sum(o.total) AS revenue
   FROM orders o GROUP BY 1;
