@@ -242,6 +242,28 @@ static const char q_owned_by[] =
 
 /* ---- kinds pgguard reports but does not create -------------------------- */
 
+/* Objects with privileges: catalog, oid, ACL (NULL: the defaults), owner,
+ * and the kind acldefault() takes. */
+#define ACL_OBJECTS                                                          \
+  "(SELECT 'pg_catalog.pg_class'::pg_catalog.regclass AS classid, c.oid,"    \
+  " c.relacl AS acl, c.relowner AS owner,"                                  \
+  " CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END::\"char\" AS k"          \
+  " FROM pg_catalog.pg_class c"                                              \
+  " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"                \
+  " WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND " USER_NS " AND"   \
+  NOT_EXT("pg_catalog.pg_class", "c.oid")                                    \
+  " UNION ALL SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass, p.oid,"      \
+  " p.proacl, p.proowner, 'f' FROM pg_catalog.pg_proc p"                     \
+  " JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"                \
+  " WHERE " USER_NS " AND" NOT_EXT("pg_catalog.pg_proc", "p.oid")            \
+  " UNION ALL SELECT 'pg_catalog.pg_type'::pg_catalog.regclass, t.oid,"      \
+  " t.typacl, t.typowner, 'T' FROM pg_catalog.pg_type t"                     \
+  " JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace"                \
+  " WHERE " USER_NS " AND" NOT_EXT("pg_catalog.pg_type", "t.oid")            \
+  " UNION ALL SELECT 'pg_catalog.pg_namespace'::pg_catalog.regclass, n.oid," \
+  " n.nspacl, n.nspowner, 'n' FROM pg_catalog.pg_namespace n"                \
+  " WHERE " USER_NS " AND" NOT_EXT("pg_catalog.pg_namespace", "n.oid") ")"
+
 /* Rows: kind, schema, parent, name, definition. */
 static const char q_unmodeled[] =
   /* text, not name: a UNION takes its first branch's types, and a name
@@ -279,21 +301,18 @@ static const char q_unmodeled[] =
   " a.privilege_type || ' to ' || CASE WHEN a.grantee = 0 THEN 'PUBLIC'"
   " ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END"
   " || CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END, NULL"
-  " FROM (SELECT 'pg_catalog.pg_class'::pg_catalog.regclass AS classid, c.oid, c.relacl AS acl,"
-  " c.relowner AS owner FROM pg_catalog.pg_class c"
-  " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-  " WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND " USER_NS " AND"
-  NOT_EXT("pg_catalog.pg_class", "c.oid")
-  " UNION ALL SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass, p.oid, p.proacl, p.proowner"
-  " FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
-  " WHERE " USER_NS " AND" NOT_EXT("pg_catalog.pg_proc", "p.oid")
-  " UNION ALL SELECT 'pg_catalog.pg_type'::pg_catalog.regclass, t.oid, t.typacl, t.typowner"
-  " FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace"
-  " WHERE " USER_NS " AND" NOT_EXT("pg_catalog.pg_type", "t.oid")
-  " UNION ALL SELECT 'pg_catalog.pg_namespace'::pg_catalog.regclass, n.oid, n.nspacl, n.nspowner"
-  " FROM pg_catalog.pg_namespace n WHERE " USER_NS " AND"
-  NOT_EXT("pg_catalog.pg_namespace", "n.oid") ") x"
+  " FROM " ACL_OBJECTS " x"
   " CROSS JOIN LATERAL pg_catalog.aclexplode(x.acl) a WHERE a.grantee <> x.owner"
+  /* Default privileges revoked (REVOKE EXECUTE ... FROM PUBLIC): a new
+   * object would have them. */
+  " UNION ALL SELECT 'g', NULL, pg_catalog.pg_describe_object(x.classid, x.oid, 0),"
+  " d.privilege_type || ' revoked from ' || CASE WHEN d.grantee = 0 THEN 'PUBLIC'"
+  " ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(d.grantee)) END, NULL"
+  " FROM " ACL_OBJECTS " x"
+  " CROSS JOIN LATERAL pg_catalog.aclexplode(pg_catalog.acldefault(x.k, x.owner)) d"
+  " WHERE x.acl IS NOT NULL AND d.grantee <> x.owner AND NOT EXISTS (SELECT 1"
+  " FROM pg_catalog.aclexplode(x.acl) a WHERE a.grantee = d.grantee"
+  " AND a.privilege_type = d.privilege_type)"
   /* Column privileges (GRANT SELECT (c) ON t). */
   " UNION ALL SELECT 'g', NULL, pg_catalog.pg_describe_object("
   "'pg_catalog.pg_class'::pg_catalog.regclass, c.oid, at.attnum),"

@@ -54,6 +54,8 @@ UNSUPPORTED = {
   ("comment", "table public.customers", None),
   ("grant", "table public.customers", "SELECT to kinds_reader"),
   ("grant", "column name of table public.accounts", "SELECT to kinds_reader"),
+  ("grant", "function public.archive_paid(timestamp with time zone)",
+   "EXECUTE revoked from PUBLIC"),
   ("other", None, "storage parameters of table public.orders"),
   ("other", None, "storage, compression or statistics target of column name of table "
                   "public.customers"),
@@ -232,7 +234,7 @@ def test_check_names_every_kind_missing_or_unsupported(shop):
   assert "unsupported  policy      public.orders.orders_by_account" in text.stdout
   assert "unsupported  grant       table public.customers: SELECT to kinds_reader" in text.stdout
   assert re.search(r"; unsupported: 1 policy, 1 rule, 1 event trigger, 1 publication, "
-                   r"1 statistics, 1 comment, 2 grants, 8 other objects\n", text.stdout), text.stdout
+                   r"1 statistics, 1 comment, 3 grants, 8 other objects\n", text.stdout), text.stdout
   # --fail-on picks unsupported like any other state.
   assert check(restored.admin_url, desired, "--fail-on", "conflicting").returncode == 0
   assert check(restored.admin_url, desired, "--fail-on", "unsupported").returncode == 1

@@ -130,6 +130,7 @@ CREATE AGGREGATE text_concat(text) (SFUNC = textcat, STYPE = text);
 COMMENT ON TABLE customers IS 'People who buy';
 GRANT SELECT ON customers TO kinds_reader;
 GRANT SELECT (name) ON accounts TO kinds_reader;
+REVOKE EXECUTE ON PROCEDURE archive_paid(timestamptz) FROM PUBLIC;
 ALTER TABLE orders SET (fillfactor = 90);
 ALTER TABLE customers ALTER COLUMN name SET STATISTICS 500;
 CREATE TRIGGER orders_audit AFTER DELETE ON orders FOR EACH ROW EXECUTE FUNCTION touch_updated_at();
