@@ -559,6 +559,33 @@ TEST(foreign_key_is_not_valid_on_an_existing_table_only)
   done(&desired, &live, &d, &p);
 }
 
+TEST(foreign_key_on_an_existing_partitioned_table_is_added_validated)
+{
+  /* PostgreSQL 15 refuses NOT VALID there ("cannot add NOT VALID foreign
+   * key on partitioned table"): the one way it takes the key. */
+  pgg_catalog desired, live;
+  pgg_catalog_init(&desired);
+  pgg_catalog_init(&live);
+  pgg_object ev = o_table_rows("public", "events", true);
+  ev.relkind = 'p';
+  ev.definition = S("RANGE (at)");
+  add(&live, ev);
+  add(&desired, ev);
+  add(&live, o_col("public", "events", "user_id", "bigint", false, 1));
+  add(&desired, o_col("public", "events", "user_id", "bigint", false, 1));
+  add(&desired, o_con("public", "events", "events_user_fk", 'f',
+                      "FOREIGN KEY (user_id) REFERENCES public.users(id)"));
+  pgg_drift d;
+  pgg_plan p;
+  CHECK_INT(plan_of(&desired, &live, &d, &p), PGG_OK);
+  static const char *const want[] = {
+      "ALTER TABLE \"public\".\"events\" ADD CONSTRAINT \"events_user_fk\" FOREIGN KEY (user_id) "
+      "REFERENCES public.users(id)",
+      NULL};
+  check_plan(&p, want);
+  done(&desired, &live, &d, &p);
+}
+
 TEST(check_is_not_valid_on_an_existing_table_with_rows_keys_are_added_as_is)
 {
   pgg_catalog desired, live;
@@ -1723,7 +1750,8 @@ static bool apply(applier *a, const pgg_stmt *st)
       return false;
     const pgg_object *lt = pgg_catalog_find(a->live0, PGG_OBJ_TABLE, s, NULL, t);
     bool not_valid = ends_with_words(tk, n, "NOT", "VALID");
-    bool want_nv = lt && (o->contype == 'f' || (o->contype == 'c' && lt->has_rows));
+    bool want_nv = lt && ((o->contype == 'f' && lt->relkind != 'p') ||
+                          (o->contype == 'c' && lt->has_rows));
     if (not_valid != want_nv)
       return fail(a, "constraint %s: NOT VALID %s", o->name, not_valid ? "added" : "missing");
     if (o->contype == 'f') {
