@@ -168,6 +168,13 @@ static const char q_composites[] =
   " WHERE t.typtype = 'c' AND c.relkind = 'c' AND " USER_NS " AND"
   NOT_EXT("pg_catalog.pg_type", "t.oid");
 
+/* A function in a trusted language (SQL, PL/pgSQL): the object owner may
+ * create it. One in C or an untrusted PL needs a superuser and is reported
+ * instead. */
+#define TRUSTED_LANGUAGE                                                     \
+  " EXISTS (SELECT 1 FROM pg_catalog.pg_language l WHERE l.oid = p.prolang"  \
+  " AND l.lanpltrusted)"
+
 /*
  * Overloads are told apart by their identity arguments. The last column
  * says when the function can be created: 0 before the tables (a column
@@ -190,7 +197,7 @@ static const char q_functions[] =
   " FROM pg_catalog.pg_proc p"
   " JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
   " WHERE p.prokind IN ('f', 'p', 'w') AND " USER_NS " AND"
-  NOT_EXT("pg_catalog.pg_proc", "p.oid");
+  NOT_EXT("pg_catalog.pg_proc", "p.oid") " AND" TRUSTED_LANGUAGE;
 
 /* Views and materialized views, each with the depth of views below it, so
  * a view is created after the views it reads. */
@@ -328,7 +335,7 @@ static const char q_unmodeled[] =
   " UNION ALL SELECT 'o', NULL, NULL, i.type || ' ' || i.identity, NULL FROM ("
   "SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass AS classid, p.oid FROM pg_catalog.pg_proc p"
   " JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
-  " WHERE p.prokind = 'a' AND " USER_NS
+  " WHERE (p.prokind = 'a' OR NOT" TRUSTED_LANGUAGE ") AND " USER_NS
   " UNION ALL SELECT 'pg_catalog.pg_type'::pg_catalog.regclass, t.oid FROM pg_catalog.pg_type t"
   " JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace"
   " WHERE t.typtype IN ('b', 'r') AND " USER_NS " AND NOT EXISTS (SELECT 1"

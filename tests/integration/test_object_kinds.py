@@ -63,6 +63,7 @@ UNSUPPORTED = {
   ("other", None, "typed table public.address_book of type public.address"),
   ("other", None, "constraint events_2024_kind on table public.events_2024"),
   ("other", None, "default of column orders of view reporting.account_totals"),
+  ("other", None, "function public.c_len(pg_catalog.text)"),
 }
 
 # Every statement kind the planner may emit, as it prints them.
@@ -102,6 +103,8 @@ CATALOG = {
   "routines": "SELECT p.oid::regprocedure::text, p.prokind, pg_get_functiondef(p.oid)"
               " FROM pg_proc p WHERE p.pronamespace IN ('public'::regnamespace,"
               " 'reporting'::regnamespace) AND p.prokind <> 'a'"
+              # A function in an untrusted language is reported unsupported.
+              " AND (SELECT lanpltrusted FROM pg_language WHERE oid = p.prolang)"
               " AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')",
   "relations": "SELECT c.oid::regclass::text, c.relkind, c.relpersistence,"
                " pg_get_partkeydef(c.oid), pg_get_expr(c.relpartbound, c.oid),"
@@ -234,7 +237,7 @@ def test_check_names_every_kind_missing_or_unsupported(shop):
   assert "unsupported  policy      public.orders.orders_by_account" in text.stdout
   assert "unsupported  grant       table public.customers: SELECT to kinds_reader" in text.stdout
   assert re.search(r"; unsupported: 1 policy, 1 rule, 1 event trigger, 1 publication, "
-                   r"1 statistics, 1 comment, 3 grants, 8 other objects\n", text.stdout), text.stdout
+                   r"1 statistics, 1 comment, 3 grants, 9 other objects\n", text.stdout), text.stdout
   # --fail-on picks unsupported like any other state.
   assert check(restored.admin_url, desired, "--fail-on", "conflicting").returncode == 0
   assert check(restored.admin_url, desired, "--fail-on", "unsupported").returncode == 1
@@ -306,7 +309,7 @@ def test_repair_makes_the_restored_catalog_equal_to_the_migrated_one(shop, pggua
   assert item_set(report, "unsupported") == UNSUPPORTED
   m = inst.metrics()
   assert m.get_value("pgguard_schema_drift_objects", kind="policy", state="unsupported") == 1
-  assert m.get_value("pgguard_schema_drift_objects", kind="other", state="unsupported") == 8
+  assert m.get_value("pgguard_schema_drift_objects", kind="other", state="unsupported") == 9
   total = sum(v for (name, labels), v in m.items()
               if name == "pgguard_schema_drift_objects" and ("state", "unsupported") in labels)
   assert total == len(UNSUPPORTED)

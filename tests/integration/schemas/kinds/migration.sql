@@ -125,6 +125,8 @@ $$;
 -- An event trigger is the superuser's.
 RESET ROLE;
 CREATE EVENT TRIGGER kinds_log_ddl ON ddl_command_end EXECUTE FUNCTION log_ddl();
+-- A function in an untrusted language needs a superuser: reported, not created.
+CREATE FUNCTION c_len(text) RETURNS integer AS 'textlen' LANGUAGE internal IMMUTABLE STRICT;
 CREATE STATISTICS orders_account_status (dependencies) ON account_id, status FROM orders;
 CREATE AGGREGATE text_concat(text) (SFUNC = textcat, STYPE = text);
 COMMENT ON TABLE customers IS 'People who buy';
