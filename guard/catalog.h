@@ -25,7 +25,8 @@ typedef enum {
   PGG_OBJ_DOMAIN,       /* definition = "AS <base> [COLLATE] [DEFAULT] [NOT NULL] [CONSTRAINT ...]" */
   PGG_OBJ_COMPOSITE,    /* a composite type: definition = "(<attribute>, ...)" */
   PGG_OBJ_FUNCTION,     /* name = "f(<identity arguments>)", definition = pg_get_functiondef;
-                         * relkind = prokind; position = 0, 1 after tables, 2 after views */
+                         * relkind = prokind; position: 0 before domains, 1 after
+                         * domains and composite types, 2 after tables, 3 after views */
   PGG_OBJ_VIEW,         /* a view ('v') or materialized view ('m') in relkind; definition =
                          * pg_get_viewdef; type = reloptions; position = nesting depth */
   PGG_OBJ_TRIGGER,      /* parent = table or view; definition = pg_get_triggerdef */
@@ -225,10 +226,11 @@ void pgg_plan_init(pgg_plan *p);
 void pgg_plan_free(pgg_plan *p);
 /*
  * Turn the missing items of a drift into additive statements in dependency
- * order: schemas, extensions, enum types, enum labels, domains, composite
- * types, functions a table may call, sequences, tables and partitions,
- * columns, functions that need a table, indexes, constraints, views (inner
- * first), functions that need a view, indexes of materialized views,
+ * order: schemas, extensions, enum types, enum labels, functions a domain
+ * or a table may call, domains, composite types, functions whose signature
+ * names those, sequences, tables and partitions, columns, functions that
+ * need a table, indexes, constraints, views (inner first), functions that
+ * need a view, indexes of materialized views,
  * triggers, sequence OWNED BY, and last the REFRESH of new materialized
  * views. Pure: reads only the drift (and has_rows of live tables). Never
  * emits anything but the kinds above.

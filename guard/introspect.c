@@ -177,15 +177,17 @@ static const char q_composites[] =
 
 /*
  * Overloads are told apart by their identity arguments. The last column
- * says when the function can be created: 0 before the tables (a column
- * default may call it), 1 after them (its signature names a table's row
- * type, or a BEGIN ATOMIC body reads a table), 2 after the views.
+ * says when the function can be created: 0 before the domains (a domain's
+ * check or a column default may call it), 1 after the domains and
+ * composite types (its signature names one), 2 after the tables (its
+ * signature names a table's row type, or a BEGIN ATOMIC body reads a
+ * table), 3 after the views.
  * Aggregates are not functions pg_get_functiondef can print: "other".
  */
 static const char q_functions[] =
   "SELECT n.nspname, p.proname || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid)"
   " || ')', pg_catalog.pg_get_functiondef(p.oid), p.prokind,"
-  " COALESCE((SELECT pg_catalog.max(CASE WHEN dc.relkind IN ('v', 'm') THEN 2 ELSE 1 END)"
+  " COALESCE((SELECT pg_catalog.max(CASE WHEN dc.relkind IN ('v', 'm') THEN 3 ELSE 2 END)"
   " FROM pg_catalog.pg_depend d"
   " JOIN pg_catalog.pg_class dc ON dc.oid = CASE WHEN d.refclassid ="
   " 'pg_catalog.pg_class'::pg_catalog.regclass THEN d.refobjid ELSE (SELECT dt.typrelid"
@@ -193,7 +195,12 @@ static const char q_functions[] =
   " WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid"
   " AND d.deptype = 'n' AND d.refclassid IN ('pg_catalog.pg_class'::pg_catalog.regclass,"
   " 'pg_catalog.pg_type'::pg_catalog.regclass)"
-  " AND dc.relkind IN ('r', 'p', 'f', 'v', 'm')), 0)"
+  " AND dc.relkind IN ('r', 'p', 'f', 'v', 'm')),"
+  " CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_depend d"
+  " JOIN pg_catalog.pg_type dt ON dt.oid = d.refobjid"
+  " WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid"
+  " AND d.deptype = 'n' AND d.refclassid = 'pg_catalog.pg_type'::pg_catalog.regclass"
+  " AND (dt.typtype = 'd' OR dt.typtype = 'c')) THEN 1 ELSE 0 END)"
   " FROM pg_catalog.pg_proc p"
   " JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
   " WHERE p.prokind IN ('f', 'p', 'w') AND " USER_NS " AND"

@@ -964,7 +964,7 @@ static int plan_functions(planner *pl, int phase)
   int err = PGG_OK;
   for (size_t i = 0; !err && i < pl->nmiss; i++) {
     const pgg_object *o = pl->miss[i];
-    int at = o->position < 0 ? 0 : o->position > 2 ? 2 : o->position;
+    int at = o->position < 0 ? 0 : o->position > 3 ? 3 : o->position;
     if (o->kind != PGG_OBJ_FUNCTION || at != phase)
       continue;
     const char *def = o->definition ? o->definition : "";
@@ -1158,11 +1158,13 @@ int pgg_plan_build(const pgg_drift *d, const pgg_catalog *live, pgg_plan *out)
   if (!err)
     err = plan_labels(&pl);
   if (!err)
+    err = plan_functions(&pl, 0);
+  if (!err)
     err = plan_types(&pl, PGG_OBJ_DOMAIN);
   if (!err)
     err = plan_types(&pl, PGG_OBJ_COMPOSITE);
   if (!err)
-    err = plan_functions(&pl, 0);
+    err = plan_functions(&pl, 1);
   if (!err)
     err = plan_sequences(&pl);
   if (!err)
@@ -1170,7 +1172,7 @@ int pgg_plan_build(const pgg_drift *d, const pgg_catalog *live, pgg_plan *out)
   if (!err)
     err = plan_columns(&pl);
   if (!err)
-    err = plan_functions(&pl, 1);
+    err = plan_functions(&pl, 2);
   if (!err)
     err = plan_indexes(&pl, false);
   if (!err)
@@ -1178,7 +1180,7 @@ int pgg_plan_build(const pgg_drift *d, const pgg_catalog *live, pgg_plan *out)
   if (!err)
     err = plan_views(&pl);
   if (!err)
-    err = plan_functions(&pl, 2);
+    err = plan_functions(&pl, 3);
   if (!err)
     err = plan_indexes(&pl, true);
   if (!err)

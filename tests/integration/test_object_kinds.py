@@ -20,7 +20,8 @@ READER = "kinds_reader"
 REPAIRED = {
   ("extension", None, "citext"), ("extension", None, "pg_trgm"), ("extension", None, "btree_gist"),
   ("schema", None, "reporting"),
-  ("domain", None, "email"), ("domain", None, "positive_amount"),
+  ("domain", None, "email"), ("domain", None, "positive_amount"), ("domain", None, "slug"),
+  ("function", None, "is_slug(text)"),
   ("composite_type", None, "address"),
   ("sequence", None, "invoice_no_seq"), ("sequence", None, "ticket_seq"), ("sequence", None, "customers_id_seq"),
   ("sequence", None, "bookings_id_seq"), ("sequence", None, "events_id_seq"),
@@ -258,6 +259,7 @@ def test_plan_creates_each_kind_additively_in_dependency_order(shop):
     return next(i for i, s in enumerate(stmts) if s.startswith(prefix))
   assert at('CREATE EXTENSION IF NOT EXISTS "citext"') < at('CREATE DOMAIN "public"."email"')
   assert at('CREATE DOMAIN "public"."email"') < at('CREATE TABLE "public"."customers"')
+  assert at("CREATE FUNCTION public.is_slug(text)") < at('CREATE DOMAIN "public"."slug"')
   assert at("CREATE FUNCTION public.next_invoice_no()") < at('CREATE TABLE "public"."invoices"')
   assert at('CREATE TABLE "public"."events" ') < at('CREATE TABLE "public"."events_2026" ')
   assert at('CREATE TABLE "public"."events_2026" ') < at('CREATE TABLE "public"."events_2026_click"')

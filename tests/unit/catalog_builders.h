@@ -67,7 +67,8 @@ static inline pgg_object o_typedef(pgg_obj_kind kind, const char *s, const char 
   return (pgg_object){.kind = kind, .schema = S(s), .name = S(n), .definition = S(def)};
 }
 /* A function: name "f(args)", def as pg_get_functiondef prints it; phase
- * 0 before tables, 1 after them, 2 after views. */
+ * 0 before domains, 1 after domains and composite types, 2 after tables,
+ * 3 after views. */
 static inline pgg_object o_func(const char *s, const char *n, const char *def, int phase)
 {
   return (pgg_object){.kind = PGG_OBJ_FUNCTION, .schema = S(s), .name = S(n),

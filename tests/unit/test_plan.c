@@ -160,7 +160,7 @@ TEST(plan_statement_kinds_never_go_backwards_in_dependency_order)
   add(&desired, o_typedef(PGG_OBJ_DOMAIN, "public", "pos", "AS integer CONSTRAINT \"p\" CHECK ((VALUE > 0))"));
   add(&desired, o_typedef(PGG_OBJ_COMPOSITE, "public", "pair", "(\"a\" integer, \"b\" text)"));
   add(&desired, o_func("public", "f()", "CREATE OR REPLACE FUNCTION public.f()\n RETURNS trigger\n"
-                       " LANGUAGE plpgsql\nAS $function$BEGIN RETURN NEW; END;$function$\n", 0));
+                       " LANGUAGE plpgsql\nAS $function$BEGIN RETURN NEW; END;$function$\n", 1));
   add(&desired, o_view("public", "mv", 'm', " SELECT t.id,\n    t.c\n   FROM public.t", 0));
   add(&desired, o_trigger("public", "t", "trg", "CREATE TRIGGER trg BEFORE INSERT OR UPDATE OF id, c"
                           " ON public.t FOR EACH ROW EXECUTE FUNCTION public.f()"));
@@ -267,8 +267,11 @@ TEST(views_come_inner_first_and_functions_by_phase)
   add(&desired, inner);
   add(&desired, o_index("public", "m", "m_id", "CREATE UNIQUE INDEX m_id ON public.m USING btree (id)"));
   add(&desired, o_view("public", "m", 'm', " SELECT t.id FROM public.t", 0));
-  add(&desired, o_func("public", "a_rows()", "CREATE OR REPLACE FUNCTION public.a_rows() RETURNS SETOF public.t", 1));
-  add(&desired, o_func("public", "b_ids()", "CREATE OR REPLACE PROCEDURE public.b_ids() BEGIN ATOMIC SELECT 1; END", 2));
+  add(&desired, o_func("public", "a_rows()", "CREATE OR REPLACE FUNCTION public.a_rows() RETURNS SETOF public.t", 2));
+  add(&desired, o_func("public", "b_ids()", "CREATE OR REPLACE PROCEDURE public.b_ids() BEGIN ATOMIC SELECT 1; END", 3));
+  /* Called by a domain's check: before the domain. */
+  add(&desired, o_func("public", "e_ok(integer)", "CREATE OR REPLACE FUNCTION public.e_ok(integer) RETURNS boolean", 0));
+  add(&desired, o_typedef(PGG_OBJ_DOMAIN, "public", "okint", "AS integer CHECK (public.e_ok(VALUE))"));
   add(&desired, o_func("public", "c_new()", "CREATE OR REPLACE FUNCTION public.c_new() RETURNS integer", 0));
   add(&desired, o_func("public", "d_bad()", "CREATE FUNCTION public.d_bad(); DROP TABLE t", 0));
   pgg_drift d;
@@ -276,6 +279,8 @@ TEST(views_come_inner_first_and_functions_by_phase)
   CHECK_INT(plan_of(&desired, &live, &d, &p), PGG_ERR_SCHEMA);
   static const char *const want[] = {
       "CREATE FUNCTION public.c_new() RETURNS integer",
+      "CREATE FUNCTION public.e_ok(integer) RETURNS boolean",
+      "CREATE DOMAIN \"public\".\"okint\" AS integer CHECK (public.e_ok(VALUE))",
       "CREATE TABLE \"public\".\"t\" (\"id\" integer)",
       "CREATE FUNCTION public.a_rows() RETURNS SETOF public.t",
       "CREATE MATERIALIZED VIEW \"public\".\"m\" AS  SELECT t.id FROM public.t WITH NO DATA",
@@ -1140,7 +1145,7 @@ static void gen_more_kinds(rng *r, pgg_catalog *c, gen_table *tables, unsigned n
       add(c, o_typedef(PGG_OBJ_COMPOSITE, sch, more_pool[mi[next++]], def));
     }
     /* Functions: one of each phase now and then, all with the same body. */
-    for (int phase = 0; phase <= 2; phase++)
+    for (int phase = 0; phase <= 3; phase++)
       if (chance(r, 55))
         gen_function(r, c, sch, more_pool[mi[next++]], phase);
     /* Views over the schema's tables, and a view over a view. */
@@ -1504,6 +1509,7 @@ typedef struct {
   pgg_catalog work;                    /* live with the plan applied so far */
   unsigned relaxed;
   unsigned tables_created;             /* CREATE TABLE statements applied so far */
+  unsigned types_created;              /* CREATE DOMAIN and composite CREATE TYPE so far */
   unsigned refreshed;                  /* REFRESH statements applied */
   char err[512];
 } applier;
@@ -1791,12 +1797,14 @@ static bool apply(applier *a, const pgg_stmt *st)
     if (n < 6 || !is_word(&tk[0], "CREATE") || !is_word(&tk[1], "DOMAIN") ||
         !qualified(tk, n, 2) || !is_word(&tk[5], "AS"))
       return fail(a, "bad CREATE DOMAIN");
+    a->types_created++;
     return create(a, PGG_OBJ_DOMAIN, tk[2].text, NULL, tk[4].text, &o);
 
   case PGG_STMT_CREATE_COMPOSITE:
     if (n < 8 || !is_word(&tk[0], "CREATE") || !is_word(&tk[1], "TYPE") || !qualified(tk, n, 2) ||
         !is_word(&tk[5], "AS") || !is_punct(&tk[6], '(') || !is_punct(&tk[n - 1], ')'))
       return fail(a, "bad CREATE TYPE ... AS (...)");
+    a->types_created++;
     return create(a, PGG_OBJ_COMPOSITE, tk[2].text, NULL, tk[4].text, &o);
 
   case PGG_STMT_CREATE_FUNCTION: {
@@ -1815,14 +1823,19 @@ static bool apply(applier *a, const pgg_stmt *st)
       return fail(a, "CREATE FUNCTION of no desired definition");
     if (!create(a, PGG_OBJ_FUNCTION, d->schema, NULL, d->name, &o))
       return false;
-    /* Phase 0 before any table (a default may call it), 1 after every
-     * table, 2 after every view. */
-    if (o->position == 0 && a->tables_created)
+    /* Phase 0 before any domain, composite type or table (a check or a
+     * default may call it); 1 after every domain and composite type but
+     * before any table; 2 after every table; 3 after every view. */
+    if (o->position == 0 && (a->types_created || a->tables_created))
+      return fail(a, "function %s after a type or a table", o->name);
+    if (o->position == 1 && a->tables_created)
       return fail(a, "function %s after a table", o->name);
     for (size_t i = 0; o->position > 0 && i < a->desired->n; i++) {
       const pgg_object *x = &a->desired->objs[i];
-      if ((x->kind == PGG_OBJ_TABLE || (o->position == 2 && x->kind == PGG_OBJ_VIEW)) &&
-          !lin_find(&a->work, x->kind, x->schema, NULL, x->name))
+      bool needed = x->kind == PGG_OBJ_DOMAIN || x->kind == PGG_OBJ_COMPOSITE ||
+                    (o->position >= 2 && x->kind == PGG_OBJ_TABLE) ||
+                    (o->position == 3 && x->kind == PGG_OBJ_VIEW);
+      if (needed && !lin_find(&a->work, x->kind, x->schema, NULL, x->name))
         return fail(a, "function %s before %s %s", o->name, pgg_obj_kind_name(x->kind), x->name);
     }
     return true;

@@ -9,6 +9,10 @@ CREATE DOMAIN email AS citext CONSTRAINT email_shape CHECK (VALUE ~ '^[^@]+@[^@]
 CREATE DOMAIN positive_amount AS numeric(12,2) DEFAULT 0 NOT NULL
   CONSTRAINT positive_amount_check CHECK (VALUE >= 0);
 CREATE TYPE address AS (street text, city text COLLATE "C", zip varchar(10));
+-- A domain whose check calls a function: the function comes first.
+CREATE FUNCTION is_slug(text) RETURNS boolean LANGUAGE sql IMMUTABLE
+  AS $$ SELECT $1 ~ '^[a-z0-9-]+$' $$;
+CREATE DOMAIN slug AS text CONSTRAINT slug_shape CHECK (is_slug(VALUE));
 
 CREATE SEQUENCE invoice_no_seq START 1000;
 CREATE UNLOGGED SEQUENCE ticket_seq;
@@ -30,6 +34,7 @@ CREATE TABLE customers (
   name text COLLATE "C",
   home address,
   credit positive_amount,
+  handle slug,
   updated_at timestamptz
 );
 
