@@ -915,8 +915,8 @@ static int read_all(PGconn *conn, pgg_catalog *out, pgg_buf *err, bool *retry)
 /*
  * One read. Outside a transaction: its own REPEATABLE READ READ ONLY one, so
  * all the queries share one snapshot. Inside the caller's: a savepoint,
- * rolled back afterwards even on success, which also undoes the SET LOCAL
- * search_path, so the caller's session is left as it was.
+ * rolled back afterwards even on success, which also undoes the SET LOCALs,
+ * so the caller's session is left as it was.
  */
 static int read_once(PGconn *conn, bool own, pgg_catalog *out, pgg_buf *err, bool *retry)
 {
@@ -925,7 +925,13 @@ static int read_once(PGconn *conn, bool own, pgg_catalog *out, pgg_buf *err, boo
                                  : "SAVEPOINT pgg_introspect", err);
   if (rc)
     return rc;
-  rc = pgg_pq_exec(conn, "SET LOCAL search_path = ''", err);
+  /* Constants in defaults and partition bounds are printed in the
+   * session's TimeZone and DateStyle: fixed, so a shadow and a live
+   * database read by sessions set differently still compare equal (and a
+   * timestamptz bound keeps its offset, whatever zone replays it). */
+  rc = pgg_pq_exec(conn, "SET LOCAL search_path = ''; SET LOCAL TimeZone = 'UTC';"
+                         " SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'",
+                   err);
   if (!rc)
     rc = read_all(conn, out, err, retry);
   if (own) {
