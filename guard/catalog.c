@@ -18,9 +18,29 @@ const char *pgg_obj_kind_name(pgg_obj_kind k)
   case PGG_OBJ_COLUMN: return "column";
   case PGG_OBJ_CONSTRAINT: return "constraint";
   case PGG_OBJ_INDEX: return "index";
+  case PGG_OBJ_EXTENSION: return "extension";
+  case PGG_OBJ_DOMAIN: return "domain";
+  case PGG_OBJ_COMPOSITE: return "composite_type";
+  case PGG_OBJ_FUNCTION: return "function";
+  case PGG_OBJ_VIEW: return "view";
+  case PGG_OBJ_TRIGGER: return "trigger";
+  case PGG_OBJ_OWNED_BY: return "sequence_owned_by";
+  case PGG_OBJ_POLICY: return "policy";
+  case PGG_OBJ_RULE: return "rule";
+  case PGG_OBJ_EVENT_TRIGGER: return "event_trigger";
+  case PGG_OBJ_PUBLICATION: return "publication";
+  case PGG_OBJ_STATISTICS: return "statistics";
+  case PGG_OBJ_COMMENT: return "comment";
+  case PGG_OBJ_GRANT: return "grant";
+  case PGG_OBJ_OTHER: return "other";
   case PGG_OBJ__COUNT: break;
   }
   return "unknown";
+}
+
+bool pgg_obj_kind_modeled(pgg_obj_kind k)
+{
+  return k < PGG_OBJ_POLICY;
 }
 
 void pgg_catalog_init(pgg_catalog *c)
@@ -41,6 +61,8 @@ static void obj_free_strings(pgg_object *o)
   free(o->type);
   free(o->default_expr);
   free(o->definition);
+  free(o->partition_of);
+  free(o->collation);
 }
 
 void pgg_catalog_free(pgg_catalog *c)
@@ -87,6 +109,8 @@ int pgg_catalog_add(pgg_catalog *c, const pgg_object *o)
   copy.type = dup_or_null(o->type, &failed);
   copy.default_expr = dup_or_null(o->default_expr, &failed);
   copy.definition = dup_or_null(o->definition, &failed);
+  copy.partition_of = dup_or_null(o->partition_of, &failed);
+  copy.collation = dup_or_null(o->collation, &failed);
   if (failed) {
     obj_free_strings(&copy);
     return PGG_ERR_NOMEM;

@@ -18,11 +18,40 @@ typedef enum {
   PGG_OBJ_COLUMN,       /* parent = table name */
   PGG_OBJ_CONSTRAINT,   /* primary key, unique, check, foreign key: parent = table */
   PGG_OBJ_INDEX,        /* an index not backing a constraint: parent = table */
+  /* Modeled kinds added later; appended so the counts of the older ones
+   * keep their place in every report. */
+  PGG_OBJ_EXTENSION,    /* schema NULL (extensions are per database); type = its schema,
+                         * definition = its version */
+  PGG_OBJ_DOMAIN,       /* definition = "AS <base> [COLLATE] [DEFAULT] [NOT NULL] [CONSTRAINT ...]" */
+  PGG_OBJ_COMPOSITE,    /* a composite type: definition = "(<attribute>, ...)" */
+  PGG_OBJ_FUNCTION,     /* name = "f(<identity arguments>)", definition = pg_get_functiondef;
+                         * relkind = prokind; position: 0 before domains, 1 after
+                         * domains and composite types, 2 after tables, 3 after views */
+  PGG_OBJ_VIEW,         /* a view ('v') or materialized view ('m') in relkind; definition =
+                         * pg_get_viewdef; type = reloptions; position = nesting depth */
+  PGG_OBJ_TRIGGER,      /* parent = table or view; definition = pg_get_triggerdef */
+  PGG_OBJ_OWNED_BY,     /* a sequence's OWNED BY: parent = sequence, name = "table.column",
+                         * type = table, definition = column */
+  /*
+   * Kinds pgguard does not model: reported as unsupported when the desired
+   * schema has them and live does not, never created, never ignored.
+   */
+  PGG_OBJ_POLICY,       /* parent = table */
+  PGG_OBJ_RULE,         /* parent = table or view */
+  PGG_OBJ_EVENT_TRIGGER,  /* schema NULL */
+  PGG_OBJ_PUBLICATION,    /* schema NULL */
+  PGG_OBJ_STATISTICS,   /* CREATE STATISTICS */
+  PGG_OBJ_COMMENT,      /* schema NULL; parent = pg_describe_object, definition = the text */
+  PGG_OBJ_GRANT,        /* schema NULL; parent = pg_describe_object, name = "<privilege> to <role>" */
+  PGG_OBJ_OTHER,        /* schema NULL; name = pg_identify_object's type and identity */
   PGG_OBJ__COUNT
 } pgg_obj_kind;
 
 /* The label used in metrics and reports: "schema", "enum", "enum_label", ... */
 const char *pgg_obj_kind_name(pgg_obj_kind k);
+/* Whether pgguard can create a missing object of this kind (false: it is
+ * reported as unsupported). */
+bool pgg_obj_kind_modeled(pgg_obj_kind k);
 
 /*
  * One catalog object. Strings are owned by the catalog (heap). Every
@@ -53,7 +82,16 @@ typedef struct {
   /* PGG_OBJ_TABLE, live catalog only: the table holds at least one row.
    * Filled by the repair step before planning, not by introspection. */
   bool has_rows;
-  char relkind;        /* PGG_OBJ_TABLE: 'r' or 'p' */
+  char relkind;        /* PGG_OBJ_TABLE: 'r' or 'p'; PGG_OBJ_VIEW: 'v' or 'm';
+                        * PGG_OBJ_FUNCTION: 'f', 'p' or 'w' */
+  /* PGG_OBJ_TABLE, PGG_OBJ_SEQUENCE: 'u' for UNLOGGED, 'p' (or 0) permanent */
+  char persistence;
+  /* PGG_OBJ_TABLE: a partition's parent, quoted and qualified; its bound
+   * (pg_get_expr of relpartbound) is in default_expr, and a partitioned
+   * table's key (pg_get_partkeydef) in definition. */
+  char *partition_of;
+  /* PGG_OBJ_COLUMN: " COLLATE <qualified>" when not the type's default */
+  char *collation;
 } pgg_object;
 
 /*
@@ -99,10 +137,11 @@ typedef enum {
   PGG_DRIFT_MISSING = 0,      /* desired, not live: repairable */
   PGG_DRIFT_EXTRA,            /* live, not desired: reported, never touched */
   PGG_DRIFT_CONFLICTING,      /* both, but different: reported, never touched */
+  PGG_DRIFT_UNSUPPORTED,      /* desired, not live, of a kind pgguard cannot create */
   PGG_DRIFT__COUNT
 } pgg_drift_state;
 
-const char *pgg_drift_state_name(pgg_drift_state s);   /* "missing", "extra", "conflicting" */
+const char *pgg_drift_state_name(pgg_drift_state s);   /* "missing", "extra", "conflicting", "unsupported" */
 
 typedef struct {
   pgg_drift_state state;
@@ -145,19 +184,34 @@ unsigned pgg_drift_state_count(const pgg_drift *d, pgg_drift_state s);
 
 /* ---- Additive plan (guard/plan.c) ------------------------------------- */
 
-/* The only kinds of statement the planner may ever emit. */
+/* The only kinds of statement the planner may ever emit, in the order of
+ * the plan's phases (functions that need a table, and indexes of
+ * materialized views, come later than their kind's place). */
 typedef enum {
   PGG_STMT_CREATE_SCHEMA = 0,
+  PGG_STMT_CREATE_EXTENSION,  /* CREATE EXTENSION IF NOT EXISTS ... VERSION '<the shadow's>' */
   PGG_STMT_CREATE_ENUM,
   PGG_STMT_ADD_ENUM_VALUE,    /* ALTER TYPE ... ADD VALUE: run in its own transaction, first */
+  PGG_STMT_CREATE_DOMAIN,
+  PGG_STMT_CREATE_COMPOSITE,  /* CREATE TYPE ... AS (...) */
+  PGG_STMT_CREATE_FUNCTION,   /* CREATE FUNCTION/PROCEDURE, never OR REPLACE */
   PGG_STMT_CREATE_SEQUENCE,
-  PGG_STMT_CREATE_TABLE,
+  PGG_STMT_CREATE_TABLE,      /* also UNLOGGED, PARTITION BY, PARTITION OF */
   PGG_STMT_ADD_COLUMN,
   PGG_STMT_CREATE_INDEX,
   PGG_STMT_ADD_CONSTRAINT,
+  PGG_STMT_CREATE_VIEW,       /* CREATE VIEW, CREATE MATERIALIZED VIEW ... WITH NO DATA */
+  PGG_STMT_CREATE_TRIGGER,
+  PGG_STMT_SET_OWNED_BY,      /* ALTER SEQUENCE ... OWNED BY, for a sequence owned by none */
+  PGG_STMT_REFRESH_MATVIEW,   /* of a materialized view the plan creates: run after COMMIT */
   PGG_STMT__COUNT
 } pgg_stmt_kind;
 
+/*
+ * A statement whose text the planner could not lex (a function body) is
+ * safe only when sent alone: repair.c runs every statement through the
+ * extended protocol, where PostgreSQL refuses a second statement.
+ */
 typedef struct {
   pgg_stmt_kind kind;
   char *sql;                  /* one statement, no trailing semicolon, identifiers quoted */
@@ -174,9 +228,14 @@ void pgg_plan_init(pgg_plan *p);
 void pgg_plan_free(pgg_plan *p);
 /*
  * Turn the missing items of a drift into additive statements in dependency
- * order: schemas, enum types, enum labels, sequences, tables, columns,
- * indexes, constraints. Pure: reads only the drift (and has_rows of live
- * tables). Never emits anything but the kinds above.
+ * order: schemas, extensions, enum types, enum labels, functions a domain
+ * or a table may call, domains, composite types, functions whose signature
+ * names those, sequences, tables and partitions, columns, functions that
+ * need a table, indexes, constraints, views (inner first), functions that
+ * need a view, indexes of materialized views,
+ * triggers, sequence OWNED BY, and last the REFRESH of new materialized
+ * views. Pure: reads only the drift (and has_rows of live tables). Never
+ * emits anything but the kinds above.
  */
 int pgg_plan_build(const pgg_drift *d, const pgg_catalog *live, pgg_plan *out);
 /* "CREATE TABLE", "ALTER TABLE ... ADD COLUMN", ...: for messages and reports. */

@@ -547,6 +547,11 @@ static int apply_files(PGconn *conn, const file_list *fl, pgg_buf *err, pgg_buf 
     pgg_pq_error(err, conn, NULL);
     return PGG_ERR_UPSTREAM;
   }
+  /* As pg_dump's own output sets it: a function body may name a table the
+   * file creates further down. A file may still set it back. */
+  int rc0 = pgg_pq_exec(conn, "SET check_function_bodies = off", err);
+  if (rc0)
+    return rc0;
   for (size_t i = 0; i < fl->n; i++) {
     int rc = apply_file(conn, &fl->v[i], err, notes);
     if (rc)

@@ -14,6 +14,7 @@ const char *pgg_drift_state_name(pgg_drift_state s)
   case PGG_DRIFT_MISSING: return "missing";
   case PGG_DRIFT_EXTRA: return "extra";
   case PGG_DRIFT_CONFLICTING: return "conflicting";
+  case PGG_DRIFT_UNSUPPORTED: return "unsupported";
   case PGG_DRIFT__COUNT: break;
   }
   return "unknown";
@@ -76,6 +77,23 @@ static bool has_schema(const pgg_catalog *c, const char *nsp)
          pgg_catalog_find(c, PGG_OBJ_SCHEMA, NULL, NULL, nsp);
 }
 
+/* Kinds with a statement of their own even when their schema is missing. */
+static bool top_level(pgg_obj_kind k)
+{
+  switch (k) {
+  case PGG_OBJ_TABLE:
+  case PGG_OBJ_ENUM:
+  case PGG_OBJ_SEQUENCE:
+  case PGG_OBJ_DOMAIN:
+  case PGG_OBJ_COMPOSITE:
+  case PGG_OBJ_FUNCTION:
+  case PGG_OBJ_VIEW:
+    return true;
+  default:
+    return !pgg_obj_kind_modeled(k);
+  }
+}
+
 /* True when the container is in desired but not live, so that creating the
  * container creates this object too. */
 static bool container_missing(const pgg_catalog *desired, const pgg_catalog *live,
@@ -86,18 +104,26 @@ static bool container_missing(const pgg_catalog *desired, const pgg_catalog *liv
   /* A table, enum or sequence in a missing schema has a statement of its
    * own in the plan, so it is reported (and counted) on its own: check and
    * plan name the same objects. Their children go with them. */
-  if (o->kind != PGG_OBJ_TABLE && o->kind != PGG_OBJ_ENUM && o->kind != PGG_OBJ_SEQUENCE &&
-      has_schema(desired, o->schema) && !has_schema(live, o->schema))
+  if (o->schema && !top_level(o->kind) && has_schema(desired, o->schema) &&
+      !has_schema(live, o->schema))
     return true;
   pgg_obj_kind ck;
   switch (o->kind) {
   case PGG_OBJ_COLUMN:
+    ck = PGG_OBJ_TABLE;
+    break;
   case PGG_OBJ_CONSTRAINT:
   case PGG_OBJ_INDEX:
-    ck = PGG_OBJ_TABLE;
+  case PGG_OBJ_TRIGGER:
+    /* An index or a trigger may sit on a materialized view or a view. */
+    ck = pgg_catalog_find(desired, PGG_OBJ_VIEW, o->schema, NULL, o->parent) ? PGG_OBJ_VIEW
+                                                                              : PGG_OBJ_TABLE;
     break;
   case PGG_OBJ_ENUM_LABEL:
     ck = PGG_OBJ_ENUM;
+    break;
+  case PGG_OBJ_OWNED_BY:
+    ck = PGG_OBJ_SEQUENCE;
     break;
   default:
     return false;
@@ -168,16 +194,40 @@ static int column_why(pgg_buf *why, const pgg_object *l, const pgg_object *d)
   return err;
 }
 
+static const char *persistence_name(char c)
+{
+  return c == 'u' ? "unlogged" : "logged";
+}
+
+static int table_why(pgg_buf *why, const pgg_object *l, const pgg_object *d)
+{
+  int err = PGG_OK;
+  if (l->relkind != d->relkind)
+    err = why_part(why, "", relkind_name(l->relkind), relkind_name(d->relkind));
+  if (!err && (l->persistence == 'u') != (d->persistence == 'u'))
+    err = why_part(why, "", persistence_name(l->persistence), persistence_name(d->persistence));
+  if (!err && !str_eq(l->partition_of, d->partition_of))
+    err = why_part(why, "partition of", or_none(l->partition_of), or_none(d->partition_of));
+  else if (!err && d->partition_of && !str_eq(l->default_expr, d->default_expr))
+    err = why_part(why, "partition bound", or_none(l->default_expr), or_none(d->default_expr));
+  if (!err && !str_eq(l->definition, d->definition))
+    err = why_part(why, "partition key", or_none(l->definition), or_none(d->definition));
+  return err;
+}
+
 /* Fills why (empty when the two agree). */
 static int object_why(pgg_buf *why, const pgg_object *l, const pgg_object *d)
 {
   switch (d->kind) {
   case PGG_OBJ_TABLE:
-    if (l->relkind != d->relkind)
-      return why_part(why, "", relkind_name(l->relkind), relkind_name(d->relkind));
-    return PGG_OK;
-  case PGG_OBJ_COLUMN:
-    return column_why(why, l, d);
+    return table_why(why, l, d);
+  case PGG_OBJ_COLUMN: {
+    int err = column_why(why, l, d);
+    if (!err && !str_eq(l->collation, d->collation))
+      err = why_part(why, "collation", l->collation ? l->collation + 1 : "default",
+                     d->collation ? d->collation + 1 : "default");
+    return err;
+  }
   case PGG_OBJ_CONSTRAINT: {
     int err = PGG_OK;
     if (l->contype != d->contype)
@@ -187,14 +237,39 @@ static int object_why(pgg_buf *why, const pgg_object *l, const pgg_object *d)
       err = why_part(why, "definition", or_none(l->definition), or_none(d->definition));
     return err;
   }
-  case PGG_OBJ_INDEX:
-  case PGG_OBJ_SEQUENCE:
+  case PGG_OBJ_EXTENSION: {
+    int err = PGG_OK;
+    if (!str_eq(l->type, d->type))
+      err = why_part(why, "schema", or_none(l->type), or_none(d->type));
+    if (!err && !str_eq(l->definition, d->definition))
+      err = why_part(why, "version", or_none(l->definition), or_none(d->definition));
+    return err;
+  }
+  case PGG_OBJ_SEQUENCE: {
+    int err = PGG_OK;
+    if ((l->persistence == 'u') != (d->persistence == 'u'))
+      err = why_part(why, "", persistence_name(l->persistence), persistence_name(d->persistence));
+    if (!err && !str_eq(l->definition, d->definition))
+      err = why_part(why, "definition", or_none(l->definition), or_none(d->definition));
+    return err;
+  }
+  case PGG_OBJ_VIEW: {
+    int err = PGG_OK;
+    if (l->relkind != d->relkind)
+      err = why_part(why, "", l->relkind == 'm' ? "materialized view" : "view",
+                     d->relkind == 'm' ? "materialized view" : "view");
+    if (!err && !str_eq(l->type, d->type))
+      err = why_part(why, "options", or_none(l->type), or_none(d->type));
+    if (!err && !str_eq(l->definition, d->definition))
+      err = why_part(why, "definition", or_none(l->definition), or_none(d->definition));
+    return err;
+  }
+  default:
+    /* Schemas and enums have nothing beyond their name (no definition);
+     * enum labels differing only in position are not drift anyone can act
+     * on additively. Every other kind is its definition. */
     if (!str_eq(l->definition, d->definition))
       return why_part(why, "definition", or_none(l->definition), or_none(d->definition));
-    return PGG_OK;
-  default:
-    /* Schemas and enums have nothing beyond their name; enum labels differing
-     * only in position are not drift anyone can act on additively. */
     return PGG_OK;
   }
 }
@@ -218,12 +293,21 @@ int pgg_diff(const pgg_catalog *desired, const pgg_catalog *live, pgg_drift *out
    * "what is missing", then "what is extra", then "what differs". */
   for (size_t i = 0; !err && i < desired->n; i++) {
     const pgg_object *o = &desired->objs[i];
-    if (!pgg_catalog_find(live, o->kind, o->schema, o->parent, o->name))
-      err = push_item(out, PGG_DRIFT_MISSING, o, NULL,
-                      container_missing(desired, live, o), NULL);
+    if (pgg_catalog_find(live, o->kind, o->schema, o->parent, o->name))
+      continue;
+    /* What pgguard cannot create is named, never silently left out. */
+    if (!pgg_obj_kind_modeled(o->kind))
+      err = push_item(out, PGG_DRIFT_UNSUPPORTED, o, NULL, false, NULL);
+    else
+      err = push_item(out, PGG_DRIFT_MISSING, o, NULL, container_missing(desired, live, o),
+                      NULL);
   }
   for (size_t i = 0; !err && i < live->n; i++) {
     const pgg_object *o = &live->objs[i];
+    /* An extension the application does not name is the platform's
+     * (pg_stat_statements, a managed service's own): not the schema's drift. */
+    if (o->kind == PGG_OBJ_EXTENSION)
+      continue;
     if (!pgg_catalog_find(desired, o->kind, o->schema, o->parent, o->name))
       err = push_item(out, PGG_DRIFT_EXTRA, NULL, o, false, NULL);
   }
@@ -297,10 +381,28 @@ static int text_name_part(pgg_buf *b, const char *s)
   return err;
 }
 
+/* A description PostgreSQL wrote ("table public.t"): as it is, control
+ * bytes shown as \xNN. */
+static int text_plain(pgg_buf *b, const char *s)
+{
+  int err = PGG_OK;
+  for (const unsigned char *p = (const unsigned char *)(s ? s : ""); !err && *p; p++)
+    err = (*p < 0x20 || *p == 0x7f) ? pgg_buf_printf(b, "\\x%02x", *p) : pgg_buf_append_u8(b, *p);
+  return err;
+}
+
 static int text_qualified(pgg_buf *b, const pgg_object *o)
 {
   if (o->kind == PGG_OBJ_SCHEMA)
     return text_name_part(b, schema_obj_name(o));
+  if (o->kind == PGG_OBJ_COMMENT || o->kind == PGG_OBJ_GRANT || o->kind == PGG_OBJ_OTHER) {
+    int err = o->parent ? text_plain(b, o->parent) : PGG_OK;
+    if (!err && o->parent && o->name)
+      err = pgg_buf_printf(b, ": ");
+    return err ? err : text_plain(b, o->name);
+  }
+  if (!o->schema)
+    return text_name_part(b, o->name);
   int err = text_name_part(b, o->schema);
   if (!err && o->parent) {
     err = pgg_buf_append_u8(b, '.');
@@ -317,10 +419,15 @@ static int text_qualified(pgg_buf *b, const pgg_object *o)
 static const char *kind_plural(pgg_obj_kind k, unsigned n)
 {
   static const char *const one[PGG_OBJ__COUNT] = {
-      "schema", "enum", "enum label", "sequence", "table", "column", "constraint", "index"};
+      "schema", "enum", "enum label", "sequence", "table", "column", "constraint", "index",
+      "extension", "domain", "composite type", "function", "view", "trigger",
+      "sequence OWNED BY", "policy", "rule", "event trigger", "publication", "statistics",
+      "comment", "grant", "other object"};
   static const char *const many[PGG_OBJ__COUNT] = {
       "schemas", "enums", "enum labels", "sequences", "tables", "columns", "constraints",
-      "indexes"};
+      "indexes", "extensions", "domains", "composite types", "functions", "views", "triggers",
+      "sequence OWNED BYs", "policies", "rules", "event triggers", "publications", "statistics",
+      "comments", "grants", "other objects"};
   return n == 1 ? one[k] : many[k];
 }
 
@@ -350,8 +457,12 @@ int pgg_drift_format_text(const pgg_drift *d, pgg_buf *out)
                            (const char *)name.data, it->why ? " " : "", it->why ? it->why : "");
   }
   pgg_buf_free(&name);
-  /* "missing: 12 tables, 1 column; extra: 0; conflicting: 1 column" */
+  /* "missing: 12 tables, 1 column; extra: 0; conflicting: 1 column[; unsupported: 1 policy]" */
   for (int s = 0; !err && s < PGG_DRIFT__COUNT; s++) {
+    /* Unsupported objects are named only when there are some: the summary
+     * line scripts already read stays as it was. */
+    if (s == PGG_DRIFT_UNSUPPORTED && pgg_drift_state_count(d, s) == 0)
+      continue;
     err = pgg_buf_printf(out, "%s%s:", s ? "; " : "", pgg_drift_state_name(s));
     if (!err && pgg_drift_state_count(d, s) == 0)
       err = pgg_buf_printf(out, " 0");
@@ -443,13 +554,17 @@ int pgg_json_str(pgg_buf *b, const char *s)
 
 int pgg_drift_format_json(const pgg_drift *d, pgg_buf *out)
 {
-  int err = pgg_buf_printf(out, "{\"missing\": %u, \"extra\": %u, \"conflicting\": %u, \"counts\": {",
+  int err = pgg_buf_printf(out, "{\"missing\": %u, \"extra\": %u, \"conflicting\": %u, "
+                           "\"unsupported\": %u, \"counts\": {",
                            pgg_drift_state_count(d, PGG_DRIFT_MISSING), pgg_drift_state_count(d, PGG_DRIFT_EXTRA),
-                           pgg_drift_state_count(d, PGG_DRIFT_CONFLICTING));
+                           pgg_drift_state_count(d, PGG_DRIFT_CONFLICTING),
+                           pgg_drift_state_count(d, PGG_DRIFT_UNSUPPORTED));
   for (int k = 0; !err && k < PGG_OBJ__COUNT; k++)
-    err = pgg_buf_printf(out, "%s\"%s\": {\"missing\": %u, \"extra\": %u, \"conflicting\": %u}",
+    err = pgg_buf_printf(out, "%s\"%s\": {\"missing\": %u, \"extra\": %u, \"conflicting\": %u, "
+                         "\"unsupported\": %u}",
                          k ? ", " : "", pgg_obj_kind_name(k), d->counts[k][PGG_DRIFT_MISSING],
-                         d->counts[k][PGG_DRIFT_EXTRA], d->counts[k][PGG_DRIFT_CONFLICTING]);
+                         d->counts[k][PGG_DRIFT_EXTRA], d->counts[k][PGG_DRIFT_CONFLICTING],
+                         d->counts[k][PGG_DRIFT_UNSUPPORTED]);
   if (!err)
     err = pgg_buf_printf(out, "}, \"items\": [");
   bool first = true;

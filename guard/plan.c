@@ -1,7 +1,7 @@
 /*
  * plan.c — turns the missing objects of a drift into additive DDL in
  * dependency order. Pure: no connection, no I/O; the statements it can ever
- * produce are the eight kinds of pgg_stmt_kind and nothing else.
+ * produce are the kinds of pgg_stmt_kind and nothing else.
  */
 #include "catalog.h"
 
@@ -51,7 +51,7 @@ static bool ident_char(unsigned char c)
  * `ALTER TABLE ... ADD ..., DROP ...` subcommand. Everything pgguard builds
  * itself keeps its commas inside parentheses, so this costs nothing.
  */
-static bool sql_text_safe(const char *s)
+static bool sql_text_safe_in(const char *s, bool commas)
 {
   long paren = 0, bracket = 0;
   const char *p = s;
@@ -101,11 +101,26 @@ static bool sql_text_safe(const char *s)
       bracket++;
     else if (c == ']' && --bracket < 0)
       return false;
-    else if (c == ',' && paren == 0 && bracket == 0)
+    else if (c == ',' && paren == 0 && bracket == 0 && !commas)
       return false;
     p++;
   }
   return paren == 0 && bracket == 0;
+}
+
+static bool sql_text_safe(const char *s)
+{
+  return sql_text_safe_in(s, false);
+}
+
+/*
+ * A view's query and a trigger's definition have commas at depth 0 (a
+ * select list, UPDATE OF a, b) but no subcommands to chain: CREATE VIEW and
+ * CREATE TRIGGER have none. Everything else of the gate holds.
+ */
+static bool sql_text_safe_commas(const char *s)
+{
+  return sql_text_safe_in(s, true);
 }
 
 static bool has_prefix(const char *s, const char *prefix)
@@ -118,11 +133,28 @@ static bool kind_prefix_ok(pgg_stmt_kind kind, const char *sql)
 {
   switch (kind) {
   case PGG_STMT_CREATE_SCHEMA: return has_prefix(sql, "CREATE SCHEMA \"");
-  case PGG_STMT_CREATE_ENUM: return has_prefix(sql, "CREATE TYPE \"");
+  case PGG_STMT_CREATE_EXTENSION:
+    return has_prefix(sql, "CREATE EXTENSION IF NOT EXISTS \"");
+  case PGG_STMT_CREATE_ENUM:
+    return has_prefix(sql, "CREATE TYPE \"") && strstr(sql, "\" AS ENUM (");
+  case PGG_STMT_CREATE_DOMAIN: return has_prefix(sql, "CREATE DOMAIN \"");
+  case PGG_STMT_CREATE_COMPOSITE:
+    return has_prefix(sql, "CREATE TYPE \"") && strstr(sql, "\" AS (");
+  case PGG_STMT_CREATE_FUNCTION:
+    return has_prefix(sql, "CREATE FUNCTION ") || has_prefix(sql, "CREATE PROCEDURE ");
+  case PGG_STMT_CREATE_VIEW:
+    return has_prefix(sql, "CREATE VIEW \"") || has_prefix(sql, "CREATE MATERIALIZED VIEW \"");
+  case PGG_STMT_CREATE_TRIGGER:
+    return has_prefix(sql, "CREATE TRIGGER ") || has_prefix(sql, "CREATE CONSTRAINT TRIGGER ");
+  case PGG_STMT_SET_OWNED_BY:
+    return has_prefix(sql, "ALTER SEQUENCE \"") && strstr(sql, "\" OWNED BY \"");
+  case PGG_STMT_REFRESH_MATVIEW: return has_prefix(sql, "REFRESH MATERIALIZED VIEW \"");
   case PGG_STMT_ADD_ENUM_VALUE:
     return has_prefix(sql, "ALTER TYPE \"") && strstr(sql, "\" ADD VALUE IF NOT EXISTS ");
-  case PGG_STMT_CREATE_SEQUENCE: return has_prefix(sql, "CREATE SEQUENCE \"");
-  case PGG_STMT_CREATE_TABLE: return has_prefix(sql, "CREATE TABLE \"");
+  case PGG_STMT_CREATE_SEQUENCE:
+    return has_prefix(sql, "CREATE SEQUENCE \"") || has_prefix(sql, "CREATE UNLOGGED SEQUENCE \"");
+  case PGG_STMT_CREATE_TABLE:
+    return has_prefix(sql, "CREATE TABLE \"") || has_prefix(sql, "CREATE UNLOGGED TABLE \"");
   case PGG_STMT_ADD_COLUMN:
     return has_prefix(sql, "ALTER TABLE \"") && strstr(sql, "\" ADD COLUMN \"");
   case PGG_STMT_CREATE_INDEX:
@@ -146,7 +178,10 @@ typedef struct {
   pgg_plan *out;
   pgg_buf sql;                /* the statement being built */
   bool bad;                   /* a fragment of it failed sql_text_safe */
+  bool emitted;               /* the last emit() put its statement into the plan */
   unsigned refused;           /* objects skipped instead of planned */
+  const pgg_object **refresh; /* materialized views created WITH NO DATA */
+  size_t nrefresh;
 } planner;
 
 static int cmp_str(const char *a, const char *b)
@@ -273,6 +308,33 @@ static int put_fragment(planner *pl, const char *s)
   return s ? put(pl, s) : PGG_OK;
 }
 
+/* A view's or trigger's fragment: commas allowed (see sql_text_safe_commas). */
+static int put_fragment_commas(planner *pl, const char *s)
+{
+  if (!s || !*s || !sql_text_safe_commas(s))
+    pl->bad = true;
+  return s ? put(pl, s) : PGG_OK;
+}
+
+/*
+ * The gate for the whole statement. A function's body is in the language
+ * of the function (dollar quotes, semicolons): it cannot be lexed as SQL,
+ * so a function statement is held to its prefix and to being sent alone
+ * (see pgg_stmt_kind), where PostgreSQL refuses a second statement.
+ */
+static bool whole_text_ok(pgg_stmt_kind kind, const char *sql)
+{
+  switch (kind) {
+  case PGG_STMT_CREATE_FUNCTION:
+    return !has_prefix(sql, "CREATE OR REPLACE");
+  case PGG_STMT_CREATE_VIEW:
+  case PGG_STMT_CREATE_TRIGGER:
+    return sql_text_safe_commas(sql);
+  default:
+    return sql_text_safe(sql);
+  }
+}
+
 /* Ends the statement being built: into the plan when it passes the gate,
  * otherwise dropped and counted. */
 static int emit(planner *pl, pgg_stmt_kind kind)
@@ -281,7 +343,7 @@ static int emit(planner *pl, pgg_stmt_kind kind)
   if (err)
     return err;
   const char *sql = (const char *)pl->sql.data;
-  if (pl->bad || !kind_prefix_ok(kind, sql) || !sql_text_safe(sql)) {
+  if (pl->bad || !kind_prefix_ok(kind, sql) || !whole_text_ok(kind, sql)) {
     pl->refused++;
   } else {
     pgg_plan *p = pl->out;
@@ -296,6 +358,8 @@ static int emit(planner *pl, pgg_stmt_kind kind)
     p->stmts[p->n++] = (pgg_stmt){kind, (char *)pl->sql.data};
     pgg_buf_init(&pl->sql);
   }
+  /* The plan took the buffer's memory only when it took the statement. */
+  pl->emitted = pl->sql.len == 0;
   pgg_buf_reset(&pl->sql);
   pl->bad = false;
   return PGG_OK;
@@ -314,6 +378,8 @@ static int put_column_def(planner *pl, const pgg_object *c, bool not_null)
     err = put(pl, " ");
   if (!err)
     err = put_fragment(pl, c->type);
+  if (!err && c->collation)
+    err = put_fragment(pl, c->collation);
   if (!err && c->default_expr && !c->generated && !c->identity) {
     err = put(pl, " DEFAULT ");
     if (!err)
@@ -341,6 +407,12 @@ typedef enum {
   TBL_ORPHAN,       /* neither in live nor desired: the catalogs disagree */
 } table_state;
 
+/* A partitioned table is created only with its partition key. */
+static bool table_plannable(const pgg_object *t)
+{
+  return t->relkind != 'p' || (t->definition && *t->definition);
+}
+
 static table_state table_of(const planner *pl, const char *schema, const char *name,
                             const pgg_object **live_table)
 {
@@ -350,7 +422,23 @@ static table_state table_of(const planner *pl, const char *schema, const char *n
   const pgg_object *t = miss_find(pl, PGG_OBJ_TABLE, schema, name);
   if (!t)
     return TBL_ORPHAN;
-  return t->relkind == 'p' ? TBL_UNPLANNABLE : TBL_NEW;
+  return table_plannable(t) ? TBL_NEW : TBL_UNPLANNABLE;
+}
+
+/* A table, or else a view: what an index or a trigger may sit on. *is_view
+ * says which it is. */
+static table_state rel_of(const planner *pl, const char *schema, const char *name,
+                          const pgg_object **live_rel, bool *is_view)
+{
+  *is_view = false;
+  table_state st = table_of(pl, schema, name, live_rel);
+  if (st != TBL_ORPHAN)
+    return st;
+  *is_view = true;
+  *live_rel = pgg_catalog_find(pl->live, PGG_OBJ_VIEW, schema, NULL, name);
+  if (*live_rel)
+    return TBL_EXISTING;
+  return miss_find(pl, PGG_OBJ_VIEW, schema, name) ? TBL_NEW : TBL_ORPHAN;
 }
 
 /* ---- the phases, in dependency order ------------------------------------ */
@@ -541,7 +629,7 @@ static int plan_sequences(planner *pl)
     const pgg_object *o = pl->miss[i];
     if (o->kind != PGG_OBJ_SEQUENCE)
       continue;
-    err = put(pl, "CREATE SEQUENCE ");
+    err = put(pl, o->persistence == 'u' ? "CREATE UNLOGGED SEQUENCE " : "CREATE SEQUENCE ");
     if (!err)
       err = put_qualified(pl, o->schema, o->name);
     if (!err && o->definition && *o->definition) {
@@ -555,24 +643,31 @@ static int plan_sequences(planner *pl)
   return err;
 }
 
-static int plan_tables(planner *pl)
+static int plan_table(planner *pl, const pgg_object *o)
 {
-  int err = PGG_OK;
-  for (size_t i = 0; !err && i < pl->nmiss; i++) {
-    const pgg_object *o = pl->miss[i];
-    if (o->kind != PGG_OBJ_TABLE)
-      continue;
-    /* The catalog holds no partition key, and a plain table in its place
-     * could never become the partitioned one: refuse rather than guess. */
-    if (o->relkind == 'p') {
-      pl->refused++;
-      continue;
-    }
+  /* A partitioned table without its key could never become the
+   * partitioned one: refuse rather than guess. */
+  if (!table_plannable(o)) {
+    pl->refused++;
+    return PGG_OK;
+  }
+  int err = put(pl, o->persistence == 'u' ? "CREATE UNLOGGED TABLE " : "CREATE TABLE ");
+  if (!err)
+    err = put_qualified(pl, o->schema, o->name);
+  if (o->partition_of) {
+    /* A partition takes its columns, constraints and indexes from its
+     * parent; only its bound is its own. */
+    if (!err)
+      err = put(pl, " PARTITION OF ");
+    if (!err)
+      err = put_fragment(pl, o->partition_of);
+    if (!err)
+      err = put(pl, " ");
+    if (!err)
+      err = put_fragment(pl, o->default_expr);
+  } else {
     size_t lo, hi;
     miss_range(pl, PGG_OBJ_COLUMN, o->schema, o->name, &lo, &hi);
-    err = put(pl, "CREATE TABLE ");
-    if (!err)
-      err = put_qualified(pl, o->schema, o->name);
     if (!err)
       err = put(pl, " (");
     for (size_t j = lo; !err && j < hi; j++) {
@@ -583,9 +678,31 @@ static int plan_tables(planner *pl)
     }
     if (!err)
       err = put(pl, ")");
-    if (!err)
-      err = emit(pl, PGG_STMT_CREATE_TABLE);
   }
+  if (!err && o->relkind == 'p') {
+    err = put(pl, " PARTITION BY ");
+    if (!err)
+      err = put_fragment(pl, o->definition);
+  }
+  if (!err)
+    err = emit(pl, PGG_STMT_CREATE_TABLE);
+  return err;
+}
+
+/* Roots first, then each level of partitions below them (position holds a
+ * table's depth below its root partitioned table). */
+static int plan_tables(planner *pl)
+{
+  int err = PGG_OK, deepest = 0;
+  for (size_t i = 0; i < pl->nmiss; i++)
+    if (pl->miss[i]->kind == PGG_OBJ_TABLE && pl->miss[i]->position > deepest)
+      deepest = pl->miss[i]->position;
+  for (int depth = 0; !err && depth <= deepest; depth++)
+    for (size_t i = 0; !err && i < pl->nmiss; i++) {
+      const pgg_object *o = pl->miss[i];
+      if (o->kind == PGG_OBJ_TABLE && (o->position > 0 ? o->position : 0) == depth)
+        err = plan_table(pl, o);
+    }
   return err;
 }
 
@@ -673,15 +790,26 @@ static bool index_shape_ok(const char *def)
   return has_prefix(p, " ON ");
 }
 
-static int plan_indexes(planner *pl)
+/* Indexes of tables (on_views false) or of materialized views, which come
+ * after the views. */
+static int plan_indexes(planner *pl, bool on_views)
 {
   int err = PGG_OK;
   for (size_t i = 0; !err && i < pl->nmiss; i++) {
     const pgg_object *x = pl->miss[i];
     const pgg_object *t;
-    bool existed;
-    if (x->kind != PGG_OBJ_INDEX || !child_plannable(pl, x, &t, &existed))
+    bool is_view;
+    if (x->kind != PGG_OBJ_INDEX)
       continue;
+    table_state st = rel_of(pl, x->schema, x->parent, &t, &is_view);
+    if (is_view != on_views)
+      continue;
+    if (st == TBL_UNPLANNABLE)
+      continue;  /* refused once, with its table */
+    if (st == TBL_ORPHAN) {
+      pl->refused++;
+      continue;
+    }
     /* pg_get_indexdef already names the index and its table; anything not
      * shaped like its output is refused, never run. */
     const char *def = x->definition ? x->definition : "";
@@ -689,7 +817,22 @@ static int plan_indexes(planner *pl)
       pl->refused++;
       continue;
     }
-    err = put_fragment(pl, def);
+    /* pg_get_indexdef prints a partitioned table's index ON ONLY, as
+     * pg_dump builds it: the parent's alone, its partitions' attached one
+     * by one later. The plan has no such later step: without ONLY the one
+     * statement builds and attaches every partition's index too. */
+    const char *only = strstr(def, " ON ONLY ");
+    if (only && only == strstr(def, " ON ")) {
+      if (!sql_text_safe(def))
+        pl->bad = true;
+      err = pgg_buf_append(&pl->sql, def, (size_t)(only - def));
+      if (!err)
+        err = put(pl, " ON ");
+      if (!err)
+        err = put(pl, only + strlen(" ON ONLY "));
+    } else {
+      err = put_fragment(pl, def);
+    }
     if (!err)
       err = emit(pl, PGG_STMT_CREATE_INDEX);
   }
@@ -729,7 +872,10 @@ static int plan_constraints(planner *pl)
       /* On a table that already has data, a foreign key or check must not
        * fail on (or scan) rows written before it existed: NOT VALID checks
        * new rows only. Keys are added as they are: they need the scan. */
-      bool not_valid = existed && (k->contype == 'f' || (k->contype == 'c' && t->has_rows)) &&
+      /* PostgreSQL 15 refuses a NOT VALID foreign key on a partitioned
+       * table: there it is added as it is, validated. */
+      bool fk_nv = k->contype == 'f' && t && t->relkind != 'p';
+      bool not_valid = existed && (fk_nv || (k->contype == 'c' && t->has_rows)) &&
                        k->definition && !has_suffix(k->definition, " NOT VALID");
       err = put(pl, "ALTER TABLE ");
       if (!err)
@@ -751,11 +897,228 @@ static int plan_constraints(planner *pl)
   return err;
 }
 
+static int plan_extensions(planner *pl)
+{
+  int err = PGG_OK;
+  for (size_t i = 0; !err && i < pl->nmiss; i++) {
+    const pgg_object *o = pl->miss[i];
+    if (o->kind != PGG_OBJ_EXTENSION)
+      continue;
+    /* The shadow's version, in the shadow's schema: what the application
+     * was built against, never whatever is newest on the server. */
+    if (!o->type || !o->definition) {
+      pl->refused++;
+      continue;
+    }
+    err = put(pl, "CREATE EXTENSION IF NOT EXISTS ");
+    if (!err)
+      err = put_ident(pl, o->name);
+    if (!err)
+      err = put(pl, " WITH SCHEMA ");
+    if (!err)
+      err = put_ident(pl, o->type);
+    if (!err)
+      err = put(pl, " VERSION ");
+    if (!err)
+      err = pgg_quote_literal(&pl->sql, o->definition);
+    if (!err)
+      err = emit(pl, PGG_STMT_CREATE_EXTENSION);
+  }
+  return err;
+}
+
+/* `CREATE DOMAIN s.n AS ...` and `CREATE TYPE s.n AS (...)`. */
+static int plan_types(planner *pl, pgg_obj_kind kind)
+{
+  int err = PGG_OK;
+  bool domain = kind == PGG_OBJ_DOMAIN;
+  for (size_t i = 0; !err && i < pl->nmiss; i++) {
+    const pgg_object *o = pl->miss[i];
+    if (o->kind != kind)
+      continue;
+    err = put(pl, domain ? "CREATE DOMAIN " : "CREATE TYPE ");
+    if (!err)
+      err = put_qualified(pl, o->schema, o->name);
+    if (!err)
+      err = put(pl, domain ? " " : " AS ");
+    if (!err)
+      err = put_fragment(pl, o->definition);
+    if (!err)
+      err = emit(pl, domain ? PGG_STMT_CREATE_DOMAIN : PGG_STMT_CREATE_COMPOSITE);
+  }
+  return err;
+}
+
+/*
+ * Functions of one phase (see PGG_OBJ_FUNCTION). pg_get_functiondef prints
+ * CREATE OR REPLACE, which would overwrite a function of the same
+ * signature created meanwhile: the plan says plain CREATE, and such a
+ * function makes the statement fail instead.
+ */
+static int plan_functions(planner *pl, int phase)
+{
+  static const char *const forms[][2] = {
+      {"CREATE OR REPLACE FUNCTION ", "CREATE FUNCTION "},
+      {"CREATE OR REPLACE PROCEDURE ", "CREATE PROCEDURE "},
+  };
+  int err = PGG_OK;
+  for (size_t i = 0; !err && i < pl->nmiss; i++) {
+    const pgg_object *o = pl->miss[i];
+    int at = o->position < 0 ? 0 : o->position > 3 ? 3 : o->position;
+    if (o->kind != PGG_OBJ_FUNCTION || at != phase)
+      continue;
+    const char *def = o->definition ? o->definition : "";
+    size_t form = 0;
+    while (form < 2 && !has_prefix(def, forms[form][0]))
+      form++;
+    if (form == 2) {
+      pl->refused++;
+      continue;
+    }
+    const char *rest = def + strlen(forms[form][0]);
+    size_t n = strlen(rest);
+    while (n > 0 && (rest[n - 1] == '\n' || rest[n - 1] == ' '))
+      n--;
+    err = put(pl, forms[form][1]);
+    if (!err)
+      err = pgg_buf_append(&pl->sql, rest, n);
+    if (!err)
+      err = emit(pl, PGG_STMT_CREATE_FUNCTION);
+  }
+  return err;
+}
+
+/* Views and materialized views, inner ones first (position is the depth
+ * of views below a view). A materialized view is created WITH NO DATA:
+ * filling it is a query of unknown cost, run after the transaction. */
+static int plan_views(planner *pl)
+{
+  int err = PGG_OK, deepest = 0;
+  for (size_t i = 0; i < pl->nmiss; i++)
+    if (pl->miss[i]->kind == PGG_OBJ_VIEW && pl->miss[i]->position > deepest)
+      deepest = pl->miss[i]->position;
+  for (int depth = 0; !err && depth <= deepest; depth++)
+    for (size_t i = 0; !err && i < pl->nmiss; i++) {
+      const pgg_object *o = pl->miss[i];
+      if (o->kind != PGG_OBJ_VIEW || (o->position > 0 ? o->position : 0) != depth)
+        continue;
+      bool mat = o->relkind == 'm';
+      err = put(pl, mat ? "CREATE MATERIALIZED VIEW " : "CREATE VIEW ");
+      if (!err)
+        err = put_qualified(pl, o->schema, o->name);
+      if (!err && o->type) {
+        err = put(pl, " WITH (");
+        if (!err)
+          err = put_fragment_commas(pl, o->type);
+        if (!err)
+          err = put(pl, ")");
+      }
+      if (!err)
+        err = put(pl, " AS ");
+      if (!err)
+        err = put_fragment_commas(pl, o->definition);
+      if (!err && mat)
+        err = put(pl, " WITH NO DATA");
+      if (!err)
+        err = emit(pl, PGG_STMT_CREATE_VIEW);
+      if (!err && mat && pl->emitted)
+        pl->refresh[pl->nrefresh++] = o;
+    }
+  return err;
+}
+
+static int plan_triggers(planner *pl)
+{
+  int err = PGG_OK;
+  for (size_t i = 0; !err && i < pl->nmiss; i++) {
+    const pgg_object *o = pl->miss[i];
+    const pgg_object *t;
+    bool is_view;
+    if (o->kind != PGG_OBJ_TRIGGER)
+      continue;
+    table_state st = rel_of(pl, o->schema, o->parent, &t, &is_view);
+    if (st == TBL_UNPLANNABLE)
+      continue;
+    const char *def = o->definition ? o->definition : "";
+    if (st == TBL_ORPHAN ||
+        !(has_prefix(def, "CREATE TRIGGER ") || has_prefix(def, "CREATE CONSTRAINT TRIGGER "))) {
+      pl->refused++;
+      continue;
+    }
+    err = put_fragment_commas(pl, def);
+    if (!err)
+      err = emit(pl, PGG_STMT_CREATE_TRIGGER);
+  }
+  return err;
+}
+
+/* Whether live holds an OWNED BY for this sequence (to another column). */
+static bool live_owned(const planner *pl, const pgg_object *o)
+{
+  const pgg_catalog *live = pl->live;
+  size_t a = 0, b = live->n;
+  while (a < b) {
+    size_t mid = a + (b - a) / 2;
+    if (prefix_cmp(PGG_OBJ_OWNED_BY, o->schema, o->parent, &live->objs[mid]) > 0)
+      a = mid + 1;
+    else
+      b = mid;
+  }
+  return a < live->n && prefix_cmp(PGG_OBJ_OWNED_BY, o->schema, o->parent, &live->objs[a]) == 0;
+}
+
+/*
+ * A serial column's sequence OWNED BY its column: what pg_get_serial_sequence
+ * and every "reset the sequence" tool read. Set only on a sequence owned by
+ * nothing; moving it from another column is not additive.
+ */
+static int plan_owned_by(planner *pl)
+{
+  int err = PGG_OK;
+  for (size_t i = 0; !err && i < pl->nmiss; i++) {
+    const pgg_object *o = pl->miss[i];
+    if (o->kind != PGG_OBJ_OWNED_BY)
+      continue;
+    if (!o->type || !o->definition || live_owned(pl, o)) {
+      pl->refused++;
+      continue;
+    }
+    err = put(pl, "ALTER SEQUENCE ");
+    if (!err)
+      err = put_qualified(pl, o->schema, o->parent);
+    if (!err)
+      err = put(pl, " OWNED BY ");
+    if (!err)
+      err = put_qualified(pl, o->schema, o->type);
+    if (!err)
+      err = put(pl, ".");
+    if (!err)
+      err = put_ident(pl, o->definition);
+    if (!err)
+      err = emit(pl, PGG_STMT_SET_OWNED_BY);
+  }
+  return err;
+}
+
+static int plan_refresh(planner *pl)
+{
+  int err = PGG_OK;
+  for (size_t i = 0; !err && i < pl->nrefresh; i++) {
+    err = put(pl, "REFRESH MATERIALIZED VIEW ");
+    if (!err)
+      err = put_qualified(pl, pl->refresh[i]->schema, pl->refresh[i]->name);
+    if (!err)
+      err = emit(pl, PGG_STMT_REFRESH_MATVIEW);
+  }
+  return err;
+}
+
 /*
  * Returns PGG_OK, PGG_ERR_NOMEM, or PGG_ERR_SCHEMA when some object could
  * not be planned (a definition that is not one self-contained SQL fragment,
- * an index definition not from pg_get_indexdef, a missing partitioned table,
- * a child whose container neither side has): those are left out and the
+ * an index definition not from pg_get_indexdef, a partitioned table without
+ * its key, a child whose container neither side has, a sequence owned by
+ * another column): those are left out and the
  * rest is planned anyway, so the caller decides whether a partial repair is
  * better than none.
  */
@@ -772,7 +1135,8 @@ int pgg_plan_build(const pgg_drift *d, const pgg_catalog *live, pgg_plan *out)
   }
   pl.miss = malloc((nm ? nm : 1) * sizeof *pl.miss);
   pl.extra = malloc((nx ? nx : 1) * sizeof *pl.extra);
-  if (!pl.miss || !pl.extra)
+  pl.refresh = malloc((nm ? nm : 1) * sizeof *pl.refresh);
+  if (!pl.miss || !pl.extra || !pl.refresh)
     err = PGG_ERR_NOMEM;
   for (size_t i = 0; !err && i < d->n; i++) {
     const pgg_drift_item *it = &d->items[i];
@@ -788,9 +1152,19 @@ int pgg_plan_build(const pgg_drift *d, const pgg_catalog *live, pgg_plan *out)
   if (!err)
     err = plan_schemas(&pl);
   if (!err)
+    err = plan_extensions(&pl);
+  if (!err)
     err = plan_enums(&pl);
   if (!err)
     err = plan_labels(&pl);
+  if (!err)
+    err = plan_functions(&pl, 0);
+  if (!err)
+    err = plan_types(&pl, PGG_OBJ_DOMAIN);
+  if (!err)
+    err = plan_types(&pl, PGG_OBJ_COMPOSITE);
+  if (!err)
+    err = plan_functions(&pl, 1);
   if (!err)
     err = plan_sequences(&pl);
   if (!err)
@@ -798,11 +1172,26 @@ int pgg_plan_build(const pgg_drift *d, const pgg_catalog *live, pgg_plan *out)
   if (!err)
     err = plan_columns(&pl);
   if (!err)
-    err = plan_indexes(&pl);
+    err = plan_functions(&pl, 2);
+  if (!err)
+    err = plan_indexes(&pl, false);
   if (!err)
     err = plan_constraints(&pl);
+  if (!err)
+    err = plan_views(&pl);
+  if (!err)
+    err = plan_functions(&pl, 3);
+  if (!err)
+    err = plan_indexes(&pl, true);
+  if (!err)
+    err = plan_triggers(&pl);
+  if (!err)
+    err = plan_owned_by(&pl);
+  if (!err)
+    err = plan_refresh(&pl);
   free(pl.miss);
   free(pl.extra);
+  free(pl.refresh);
   pgg_buf_free(&pl.sql);
   if (!err && pl.refused)
     err = PGG_ERR_SCHEMA;
@@ -820,6 +1209,14 @@ const char *pgg_stmt_kind_name(pgg_stmt_kind k)
   case PGG_STMT_ADD_COLUMN: return "ALTER TABLE ... ADD COLUMN";
   case PGG_STMT_CREATE_INDEX: return "CREATE INDEX";
   case PGG_STMT_ADD_CONSTRAINT: return "ALTER TABLE ... ADD CONSTRAINT";
+  case PGG_STMT_CREATE_EXTENSION: return "CREATE EXTENSION";
+  case PGG_STMT_CREATE_DOMAIN: return "CREATE DOMAIN";
+  case PGG_STMT_CREATE_COMPOSITE: return "CREATE TYPE ... AS (...)";
+  case PGG_STMT_CREATE_FUNCTION: return "CREATE FUNCTION";
+  case PGG_STMT_CREATE_VIEW: return "CREATE VIEW";
+  case PGG_STMT_CREATE_TRIGGER: return "CREATE TRIGGER";
+  case PGG_STMT_SET_OWNED_BY: return "ALTER SEQUENCE ... OWNED BY";
+  case PGG_STMT_REFRESH_MATVIEW: return "REFRESH MATERIALIZED VIEW";
   case PGG_STMT__COUNT: break;
   }
   return "statement";

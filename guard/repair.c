@@ -57,8 +57,41 @@ static const char *bstr(const pgg_buf *b)
  */
 static bool runs_as_owner(pgg_stmt_kind k)
 {
-  return k == PGG_STMT_CREATE_SCHEMA || k == PGG_STMT_CREATE_ENUM ||
-         k == PGG_STMT_CREATE_SEQUENCE || k == PGG_STMT_CREATE_TABLE;
+  switch (k) {
+  case PGG_STMT_CREATE_SCHEMA:
+  case PGG_STMT_CREATE_ENUM:
+  case PGG_STMT_CREATE_DOMAIN:
+  case PGG_STMT_CREATE_COMPOSITE:
+  case PGG_STMT_CREATE_FUNCTION:
+  case PGG_STMT_CREATE_SEQUENCE:
+  case PGG_STMT_CREATE_TABLE:
+  case PGG_STMT_CREATE_VIEW:
+  case PGG_STMT_REFRESH_MATVIEW:
+    return true;
+  default:
+    /* An extension is the admin's (it may need privileges the owner lacks,
+     * and pg_dump does not set its owner either); triggers and OWNED BY
+     * change an existing table or sequence. */
+    return false;
+  }
+}
+
+/*
+ * One planned statement, alone, through the extended protocol: PostgreSQL
+ * refuses a second statement there, so a function body the planner could
+ * not lex can never carry one.
+ */
+static int exec_stmt(PGconn *conn, const char *sql, pgg_buf *err)
+{
+  PGresult *res = PQexecParams(conn, sql, 0, NULL, NULL, NULL, NULL, 0);
+  ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+    PQclear(res);
+    return PGG_OK;
+  }
+  pgg_pq_error(err, conn, res);
+  PQclear(res);
+  return PQstatus(conn) == CONNECTION_OK ? PGG_ERR_DB : PGG_ERR_UPSTREAM;
 }
 
 static char *dup_or_null(const char *s, bool *failed)
@@ -734,8 +767,9 @@ static int owner_role(pgg_admin *a, pgg_buf *role, pgg_buf *err)
 }
 
 /* Run the plan's statements of kind `only` (or, when only < 0, every kind
- * but ADD_ENUM_VALUE), switching role as runs_as_owner() says when an owner
- * is given. *ran counts the statements that succeeded. */
+ * but ADD_ENUM_VALUE and REFRESH_MATVIEW), switching role as
+ * runs_as_owner() says when an owner is given. *ran counts the statements
+ * that succeeded. */
 static int run_stmts(pgg_admin *a, const pgg_plan *p, int only, const char *owner,
                      unsigned *ran, pgg_buf *err)
 {
@@ -743,8 +777,8 @@ static int run_stmts(pgg_admin *a, const pgg_plan *p, int only, const char *owne
   char sql[320];
   for (size_t i = 0; i < p->n; i++) {
     const pgg_stmt *s = &p->stmts[i];
-    bool label = s->kind == PGG_STMT_ADD_ENUM_VALUE;
-    if (only >= 0 ? (int)s->kind != only : label)
+    bool apart = s->kind == PGG_STMT_ADD_ENUM_VALUE || s->kind == PGG_STMT_REFRESH_MATVIEW;
+    if (only >= 0 ? (int)s->kind != only : apart)
       continue;
     if (owner) {
       int want = runs_as_owner(s->kind);
@@ -759,7 +793,7 @@ static int run_stmts(pgg_admin *a, const pgg_plan *p, int only, const char *owne
       }
     }
     size_t mark = err->len;
-    int rc = pgg_pq_exec(a->conn, s->sql, err);
+    int rc = exec_stmt(a->conn, s->sql, err);
     if (rc) {
       /* The statement is DDL the planner built from catalog names, never
        * application data: safe to name in logs. */
@@ -780,6 +814,50 @@ static bool plan_has(const pgg_plan *p, pgg_stmt_kind k)
     if (p->stmts[i].kind == k)
       return true;
   return false;
+}
+
+/*
+ * Fill the materialized views the repair created WITH NO DATA, each in a
+ * transaction of its own after the repair committed: a refresh runs a
+ * query of unknown cost, and the repair's lock must not wait for it. Until
+ * then a query of the view gets PostgreSQL's own 55000 ("has not been
+ * populated"); a refresh that fails leaves it so, and says why in
+ * out->error while the repair itself stays applied (the view exists: it
+ * is not drift).
+ */
+static unsigned refresh_matviews(pgg_admin *a, const pgg_plan *p, const char *owner,
+                                 pgg_repair_result *out)
+{
+  unsigned done = 0;
+  pgg_buf err;
+  pgg_buf_init(&err);
+  for (size_t i = 0; i < p->n; i++) {
+    if (p->stmts[i].kind != PGG_STMT_REFRESH_MATVIEW)
+      continue;
+    char sql[320];
+    snprintf(sql, sizeof sql, "BEGIN; SET LOCAL statement_timeout = %d; SET LOCAL ROLE %s",
+             a->cfg.statement_timeout_ms, owner);
+    pgg_buf_reset(&err);
+    int rc = pgg_pq_exec(a->conn, sql, &err);
+    if (!rc)
+      rc = exec_stmt(a->conn, p->stmts[i].sql, &err);
+    if (!rc)
+      rc = pgg_pq_exec(a->conn, "COMMIT", &err);
+    if (rc) {
+      pgg_buf_append_u8(&err, 0);
+      char msg[400];
+      pgg_redact(&a->secrets, bstr(&err), msg, sizeof msg);
+      snprintf(out->error, sizeof out->error, "%s failed: %s [%s]",
+               pgg_stmt_kind_name(PGG_STMT_REFRESH_MATVIEW), msg, p->stmts[i].sql);
+      rollback(a);
+      if (!a->conn)
+        break;
+    } else {
+      done++;
+    }
+  }
+  pgg_buf_free(&err);
+  return done;
 }
 
 /* Afterwards, outside any transaction: what drift is left. */
@@ -889,12 +967,18 @@ int pgg_admin_repair(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result
       goto round_end;
     if ((rc = pgg_buf_append_u8(&owner, 0)) != PGG_OK)
       goto round_end;
-    rc = run_stmts(a, &plan, -1, (const char *)owner.data, &ran, &err);
+    /* As pg_dump does: a function body may name a table created later in
+     * the plan, or one only the application's search_path finds. */
+    rc = pgg_pq_exec(a->conn, "SET LOCAL check_function_bodies = off", &err);
+    if (!rc)
+      rc = run_stmts(a, &plan, -1, (const char *)owner.data, &ran, &err);
     if (!rc)
       rc = pgg_pq_exec(a->conn, "COMMIT", &err);
     if (!rc) {
       out->statements += ran;
       applied = true;
+      if (plan_has(&plan, PGG_STMT_REFRESH_MATVIEW))
+        out->statements += refresh_matviews(a, &plan, (const char *)owner.data, out);
     }
 
   round_end:

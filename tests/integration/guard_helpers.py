@@ -22,7 +22,8 @@ FINANCE_TABLES = sorted([
 
 # Every statement kind the additive planner may emit, as it prints them.
 ADDITIVE_PREFIXES = ("CREATE SCHEMA ", "CREATE TYPE ", "ALTER TYPE ", "CREATE SEQUENCE ",
-                     "CREATE TABLE ", "ALTER TABLE ", "CREATE INDEX ", "CREATE UNIQUE INDEX ")
+                     "CREATE TABLE ", "ALTER TABLE ", "CREATE INDEX ", "CREATE UNIQUE INDEX ",
+                     "ALTER SEQUENCE ")
 
 
 class AppDb:

@@ -79,11 +79,13 @@ def test_objects_of_extensions_are_neither_desired_nor_extra(pg, tmp_path):
   pg.sql("ALTER EXTENSION pg_trgm ADD TABLE trgm_cache", db=db.name)
   code, report = check_json(db.admin_url, FULL_SQL)
   assert code == 0 and report["extra"] == 0, report
-  # And in the desired schema: CREATE EXTENSION loads, and adds nothing to the drift.
+  # And in the desired schema: the extension itself is missing (pgguard creates it), its
+  # own objects add nothing to the drift.
   schema = tmp_path / "with_extension.sql"
   schema.write_text('CREATE EXTENSION IF NOT EXISTS "citext";\n' + FULL_SQL.read_text())
   code, report = check_json(db.admin_url, schema)
-  assert code == 0 and report["missing"] == 0 and report["extra"] == 0, report
+  assert code == 1 and report["missing"] == 1 and report["extra"] == 0, report
+  assert items(report, "missing", "extension") == [(None, "citext")]
 
 
 def test_plan_prints_only_additive_statements_and_changes_nothing(old_db):
@@ -99,6 +101,8 @@ def test_plan_prints_only_additive_statements_and_changes_nothing(old_db):
       assert re.match(r'ALTER TABLE "[^"]+"\."[^"]+" ADD (COLUMN|CONSTRAINT) ', s), s
     if s.startswith("ALTER TYPE "):
       assert re.match(r'ALTER TYPE "[^"]+"\."[^"]+" ADD VALUE ', s), s
+    if s.startswith("ALTER SEQUENCE "):
+      assert re.match(r'ALTER SEQUENCE "[^"]+"\."[^"]+" OWNED BY "[^"]+"\."[^"]+"\."[^"]+";$', s), s
     for word in (r"\bDROP\b", r"\bTRUNCATE\b", r"\bALTER COLUMN\b", r"\bSET NOT NULL\b",
                  r"\bRENAME\b"):
       assert not re.search(word, s, re.I), s

@@ -146,13 +146,20 @@ TEST(catalog_add_copies_strings)
 
 TEST(kind_and_state_names_are_the_metric_labels)
 {
-  static const char *const kinds[] = {"schema", "enum", "enum_label", "sequence",
-                                      "table", "column", "constraint", "index"};
+  static const char *const kinds[PGG_OBJ__COUNT] = {
+      "schema", "enum", "enum_label", "sequence", "table", "column", "constraint", "index",
+      "extension", "domain", "composite_type", "function", "view", "trigger",
+      "sequence_owned_by", "policy", "rule", "event_trigger", "publication", "statistics",
+      "comment", "grant", "other"};
   for (int k = 0; k < PGG_OBJ__COUNT; k++)
     CHECK_STR(pgg_obj_kind_name(k), kinds[k]);
   CHECK_STR(pgg_drift_state_name(PGG_DRIFT_MISSING), "missing");
   CHECK_STR(pgg_drift_state_name(PGG_DRIFT_EXTRA), "extra");
   CHECK_STR(pgg_drift_state_name(PGG_DRIFT_CONFLICTING), "conflicting");
+  CHECK_STR(pgg_drift_state_name(PGG_DRIFT_UNSUPPORTED), "unsupported");
+  /* Exactly the kinds from policy on are reported, never created. */
+  for (int k = 0; k < PGG_OBJ__COUNT; k++)
+    CHECK(pgg_obj_kind_modeled(k) == (k < PGG_OBJ_POLICY));
 }
 
 /* ---- missing / extra / conflicting -------------------------------------- */
@@ -577,11 +584,15 @@ TEST(json_report_has_totals_counts_and_items)
   pgg_drift d;
   diff(&desired, &live, &d);
   const char *json = formatted(&d, true);
-  const char *head = "{\"missing\": 1, \"extra\": 0, \"conflicting\": 0, \"counts\": {";
+  const char *head =
+      "{\"missing\": 1, \"extra\": 0, \"conflicting\": 0, \"unsupported\": 0, \"counts\": {";
   CHECK(strncmp(json, head, strlen(head)) == 0);
-  CHECK(strstr(json, "\"table\": {\"missing\": 1, \"extra\": 0, \"conflicting\": 0}"));
-  CHECK(strstr(json, "\"column\": {\"missing\": 0, \"extra\": 0, \"conflicting\": 0}"));
-  CHECK(strstr(json, "\"index\": {\"missing\": 0, \"extra\": 0, \"conflicting\": 0}"));
+  CHECK(strstr(json, "\"table\": {\"missing\": 1, \"extra\": 0, \"conflicting\": 0, "
+                     "\"unsupported\": 0}"));
+  CHECK(strstr(json, "\"column\": {\"missing\": 0, \"extra\": 0, \"conflicting\": 0, "
+                     "\"unsupported\": 0}"));
+  CHECK(strstr(json, "\"index\": {\"missing\": 0, \"extra\": 0, \"conflicting\": 0, "
+                     "\"unsupported\": 0}"));
   CHECK(strstr(json, "\"items\": [{\"state\": \"missing\", \"kind\": \"table\", \"schema\": "
                      "\"public\", \"parent\": null, \"name\": \"developer_projects\", "
                      "\"why\": null}]}"));
@@ -701,4 +712,120 @@ TEST(text_report_without_drift_is_one_summary_line)
   const char *json = formatted(&d, true);
   CHECK(strstr(json, "\"items\": []}"));
   pgg_drift_free(&d);
+}
+
+/* ---- kinds added for whole repairs, and the ones only reported ---------- */
+
+TEST(objects_of_unmodeled_kinds_in_desired_only_are_unsupported_never_missing)
+{
+  pgg_catalog desired, live;
+  pgg_catalog_init(&desired);
+  pgg_catalog_init(&live);
+  shop(&desired);
+  shop(&live);
+  add(&desired, o_unmodeled(PGG_OBJ_POLICY, "public", "users", "own_rows", "r true"));
+  add(&desired, o_unmodeled(PGG_OBJ_RULE, "public", "users", "no_delete", "CREATE RULE ..."));
+  add(&desired, o_unmodeled(PGG_OBJ_EVENT_TRIGGER, NULL, NULL, "audit_ddl", "ddl_command_end"));
+  add(&desired, o_unmodeled(PGG_OBJ_PUBLICATION, NULL, NULL, "outbox", "public.users"));
+  add(&desired, o_unmodeled(PGG_OBJ_COMMENT, NULL, "table public.users", NULL, "people"));
+  add(&desired, o_unmodeled(PGG_OBJ_GRANT, NULL, "table public.users", "SELECT to ro", NULL));
+  add(&desired, o_unmodeled(PGG_OBJ_OTHER, NULL, NULL, "collation public.nd", NULL));
+  /* Present in both but different: conflicting, as any other kind. */
+  add(&desired, o_unmodeled(PGG_OBJ_COMMENT, NULL, "table public.projects", NULL, "new text"));
+  add(&live, o_unmodeled(PGG_OBJ_COMMENT, NULL, "table public.projects", NULL, "old text"));
+  /* In live only: extra. */
+  add(&live, o_unmodeled(PGG_OBJ_POLICY, "public", "users", "legacy", "r true"));
+  pgg_drift d;
+  diff(&desired, &live, &d);
+  CHECK_INT(pgg_drift_state_count(&d, PGG_DRIFT_UNSUPPORTED), 7);
+  CHECK_INT(pgg_drift_missing(&d), 0);
+  CHECK_INT(d.counts[PGG_OBJ_POLICY][PGG_DRIFT_UNSUPPORTED], 1);
+  CHECK_INT(d.counts[PGG_OBJ_POLICY][PGG_DRIFT_EXTRA], 1);
+  CHECK_INT(d.counts[PGG_OBJ_COMMENT][PGG_DRIFT_UNSUPPORTED], 1);
+  CHECK_INT(d.counts[PGG_OBJ_COMMENT][PGG_DRIFT_CONFLICTING], 1);
+  CHECK_INT(d.counts[PGG_OBJ_EVENT_TRIGGER][PGG_DRIFT_UNSUPPORTED], 1);
+  const char *text = formatted(&d, false);
+  CHECK(strstr(text, "unsupported  policy      public.users.own_rows\n"));
+  CHECK(strstr(text, "unsupported  event_trigger audit_ddl\n"));
+  CHECK(strstr(text, "unsupported  publication outbox\n"));
+  CHECK(strstr(text, "unsupported  grant       table public.users: SELECT to ro\n"));
+  CHECK(strstr(text, "unsupported  comment     table public.users\n"));
+  CHECK(strstr(text, "unsupported  other       collation public.nd\n"));
+  CHECK(strstr(text, "; unsupported: 1 policy, 1 rule, 1 event trigger, 1 publication, "
+                     "1 comment, 1 grant, 1 other object\n"));
+  const char *json = formatted(&d, true);
+  CHECK(strstr(json, "\"unsupported\": 7, \"counts\""));
+  CHECK(strstr(json, "{\"state\": \"unsupported\", \"kind\": \"rule\", \"schema\": \"public\", "
+                     "\"parent\": \"users\", \"name\": \"no_delete\""));
+  /* Nothing unsupported is ever planned. */
+  pgg_plan p;
+  pgg_plan_init(&p);
+  CHECK_INT(pgg_plan_build(&d, &live, &p), PGG_OK);
+  CHECK_INT(p.n, 0);
+  pgg_plan_free(&p);
+  pgg_drift_free(&d);
+  pgg_catalog_free(&desired);
+  pgg_catalog_free(&live);
+}
+
+TEST(new_kinds_are_missing_conflicting_or_implied_like_the_old_ones)
+{
+  pgg_catalog desired, live;
+  pgg_catalog_init(&desired);
+  pgg_catalog_init(&live);
+  shop(&desired);
+  shop(&live);
+  add(&desired, o_ext("citext", "public", "1.6"));
+  add(&live, o_ext("citext", "public", "1.4"));
+  add(&desired, o_ext("pg_trgm", "public", "1.6"));
+  add(&desired, o_typedef(PGG_OBJ_DOMAIN, "public", "email", "AS text CONSTRAINT \"c\" CHECK (true)"));
+  add(&live, o_typedef(PGG_OBJ_DOMAIN, "public", "email", "AS text"));
+  add(&desired, o_typedef(PGG_OBJ_COMPOSITE, "public", "money2", "(\"a\" integer)"));
+  add(&desired, o_func("public", "f()", "CREATE OR REPLACE FUNCTION public.f() ...", 0));
+  add(&desired, o_view("public", "v", 'v', " SELECT 1 AS a", 0));
+  add(&live, o_view("public", "v", 'm', " SELECT 1 AS a", 0));
+  add(&desired, o_trigger("public", "users", "trg", "CREATE TRIGGER trg ..."));
+  /* A sequence missing with its OWNED BY: the OWNED BY is implied; an
+   * existing sequence that lost it: missing on its own. */
+  add(&desired, o_seq("public", "users_id_seq", SEQDEF));
+  for (size_t i = 0; i < desired.n; i++)
+    if (desired.objs[i].kind == PGG_OBJ_SEQUENCE && !strcmp(desired.objs[i].name, "order_no"))
+      desired.objs[i].persistence = 'u';
+  add(&desired, o_owned("public", "users_id_seq", "users.id", "users", "id"));
+  add(&desired, o_owned("public", "order_no", "orders.no", "orders", "no"));
+  pgg_object part = o_table("public", "events_2024");
+  part.partition_of = S("public.events");
+  part.default_expr = S("FOR VALUES FROM (1) TO (2)");
+  add(&desired, part);
+  pgg_object lpart = part;
+  lpart.default_expr = S("FOR VALUES FROM (1) TO (3)");
+  add(&live, lpart);
+  pgg_object *email = (pgg_object *)pgg_catalog_find(&live, PGG_OBJ_COLUMN, "public", "users",
+                                                     "email");
+  REQUIRE(email);
+  email->collation = strdup(" COLLATE pg_catalog.\"C\"");
+  pgg_drift d;
+  diff(&desired, &live, &d);
+  CHECK_INT(d.counts[PGG_OBJ_EXTENSION][PGG_DRIFT_MISSING], 1);
+  CHECK_INT(d.counts[PGG_OBJ_EXTENSION][PGG_DRIFT_CONFLICTING], 1);
+  CHECK_INT(d.counts[PGG_OBJ_DOMAIN][PGG_DRIFT_CONFLICTING], 1);
+  CHECK_INT(d.counts[PGG_OBJ_COMPOSITE][PGG_DRIFT_MISSING], 1);
+  CHECK_INT(d.counts[PGG_OBJ_FUNCTION][PGG_DRIFT_MISSING], 1);
+  CHECK_INT(d.counts[PGG_OBJ_VIEW][PGG_DRIFT_CONFLICTING], 1);
+  CHECK_INT(d.counts[PGG_OBJ_TRIGGER][PGG_DRIFT_MISSING], 1);
+  CHECK_INT(d.counts[PGG_OBJ_SEQUENCE][PGG_DRIFT_MISSING], 1);
+  CHECK_INT(d.counts[PGG_OBJ_OWNED_BY][PGG_DRIFT_MISSING], 1);
+  CHECK_INT(items_in(&d, PGG_DRIFT_MISSING, true), 1);
+  CHECK_INT(d.counts[PGG_OBJ_TABLE][PGG_DRIFT_CONFLICTING], 1);
+  CHECK_INT(d.counts[PGG_OBJ_COLUMN][PGG_DRIFT_CONFLICTING], 1);
+  const char *text = formatted(&d, false);
+  CHECK(strstr(text, "extension   citext"));
+  CHECK(strstr(text, "version 1.4 != 1.6"));
+  CHECK(strstr(text, "partition bound FOR VALUES FROM (1) TO (3) != FOR VALUES FROM (1) TO (2)"));
+  CHECK(strstr(text, "collation COLLATE pg_catalog.\"C\" != default"));
+  CHECK(strstr(text, "materialized view != view"));
+  CHECK(strstr(text, "conflicting  sequence    public.order_no                          logged != unlogged"));
+  pgg_drift_free(&d);
+  pgg_catalog_free(&desired);
+  pgg_catalog_free(&live);
 }
