@@ -192,11 +192,25 @@ static bool match_schema(const pgg_catalog *c, slice x)
 
 /* TypeNameToString appends "[]" to an array type's name; the element type
  * is the one to look for. */
+static bool match_type_kinds(const pgg_catalog *c, slice x)
+{
+  return match_named(c, PGG_OBJ_ENUM, x) || match_named(c, PGG_OBJ_DOMAIN, x) ||
+         match_named(c, PGG_OBJ_COMPOSITE, x);
+}
+
 static bool match_type(const pgg_catalog *c, slice x)
 {
-  if (match_named(c, PGG_OBJ_ENUM, x))
+  if (match_type_kinds(c, x))
     return true;
-  return ends(x, "[]", 2) && match_named(c, PGG_OBJ_ENUM, sl(x.p, x.n - 2));
+  return ends(x, "[]", 2) && match_type_kinds(c, sl(x.p, x.n - 2));
+}
+
+/* A relation: a table, a view or materialized view, or a sequence
+ * (nextval('s') of a missing sequence says relation "s"). */
+static bool match_relation(const pgg_catalog *c, slice x)
+{
+  return match_named(c, PGG_OBJ_TABLE, x) || match_named(c, PGG_OBJ_VIEW, x) ||
+         match_named(c, PGG_OBJ_SEQUENCE, x);
 }
 
 /* x is t: "v for some label v of enum t. */
@@ -278,7 +292,7 @@ bool pgg_named_object_desired(const pgg_catalog *desired, const pgg_named_object
     return false;
   slice x = sl(o->text, o->len);
   switch (o->kind) {
-  case PGG_NAMED_RELATION: return match_named(desired, PGG_OBJ_TABLE, x);
+  case PGG_NAMED_RELATION: return match_relation(desired, x);
   case PGG_NAMED_COLUMN: return match_column(desired, x);
   case PGG_NAMED_TYPE: return match_type(desired, x);
   case PGG_NAMED_ENUM_VALUE: return match_enum_value(desired, x);

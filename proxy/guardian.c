@@ -626,6 +626,10 @@ static void repair_done(void)
     pgg_log(PGG_LOG_INFO, oc == PGG_REPAIR_APPLIED ? "repair_applied" : "repair_nothing_missing",
             "statements=%u duration_ms=%.1f missing_after=%u", g.job_res.statements,
             g.job_res.seconds * 1000, missing_total());
+    /* Applied, but a step after the commit (a materialized view's refresh)
+     * failed: the objects exist, the log says what is left to do. */
+    if (oc == PGG_REPAIR_APPLIED && g.job_res.error[0])
+      pgg_log(PGG_LOG_WARN, "repair_incomplete", "reason=%s", pgg_logq(g.job_res.error));
   }
   notify(oc);
 }

@@ -312,7 +312,7 @@ static int set_fail_on(pgg_options *o, const char *name, const char *v)
       p++;
   }
   if (*p || !m)
-    return bad(name, v, "expected a comma-separated list of missing, extra, conflicting");
+    return bad(name, v, "expected a comma-separated list of missing, extra, conflicting, unsupported");
   o->fail_on = m;
   return PGG_OK;
 }
@@ -479,7 +479,7 @@ static const opt_row rows[] = {
   {.name = "fail-on", .kind = ARG_CHOICE, .metavar = "STATES", FIELD(fail_on), .set = set_fail_on,
    .value = "missing", .reload = CLI_ONLY,
    .help = "check: the drift states that make it exit 1, comma-separated\n"
-           "from missing, extra, conflicting"},
+           "from missing, extra, conflicting, unsupported"},
 };
 
 #define NROWS (sizeof rows / sizeof rows[0])

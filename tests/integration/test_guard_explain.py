@@ -94,3 +94,36 @@ def test_missing_desired_schema_3F000_is_repaired(guarded, pg):
   assert count(pg, g.db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'app'") == 1
   assert count(pg, g.db, "SELECT count(*) FROM pg_class WHERE relname = 'scratch'") == 0
   assert [e.get("decision") for e in guard_events(g.inst, "guarded_error")] == ["repair_only"]
+
+
+VIEW_SCHEMA = """
+CREATE DOMAIN email_address AS text CHECK (VALUE LIKE '%@%');
+CREATE TABLE people (id int PRIMARY KEY, email text);
+CREATE VIEW people_emails AS SELECT id, email FROM people;
+CREATE SEQUENCE invoice_no;
+"""
+
+
+@pytest.mark.parametrize("drops,sql,want", [
+  (["DROP VIEW people_emails"], "SELECT count(*) FROM people_emails", 1),
+  (["DROP SEQUENCE invoice_no"], "SELECT nextval('invoice_no')", 1),
+  (["DROP DOMAIN email_address"], "SELECT ('a@b'::email_address) IS NOT NULL", True),
+])
+def test_a_missing_view_sequence_or_domain_is_repaired_and_the_request_replayed(
+    pg, pgguard, tmp_path, request, drops, sql, want):
+  from guard_fixtures import make_db, start_guarded
+  db = unique_db_name("exv", request)
+  schema = tmp_path / "schema.sql"
+  schema.write_text(VIEW_SCHEMA)
+  make_db(pg, db, VIEW_SCHEMA + "INSERT INTO people VALUES (1, 'a@b');", drops)
+  inst = start_guarded(pgguard, pg, db, schema=schema)
+  try:
+    conn = inst.connect()
+    with conn.cursor() as cur:
+      cur.execute(sql)
+      got = cur.fetchone()[0]
+    conn.close()
+    assert got == want
+    assert metric(inst, REPLAYS, result="succeeded") == 1
+  finally:
+    print_logs([inst])

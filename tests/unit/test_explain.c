@@ -35,6 +35,14 @@ static void desired(pgg_catalog *c)
   add(c, o_table_rows("s", "x", false));
   add(c, o_table_rows("public", "b\xc3\xbc" "cher", false)); /* bücher */
   add(c, o_table_rows("public", "order items", false));
+  pgg_object v = {.kind = PGG_OBJ_VIEW, .schema = S("app"), .name = S("order_totals"),
+                  .relkind = 'm'};
+  add(c, v);
+  add(c, o_seq("public", "invoice_no", SEQDEF));
+  pgg_object d = {.kind = PGG_OBJ_DOMAIN, .schema = S("public"), .name = S("email_address")};
+  add(c, d);
+  pgg_object t = {.kind = PGG_OBJ_COMPOSITE, .schema = S("app"), .name = S("money_pair")};
+  add(c, t);
   pgg_catalog_sort(c);
   if (pgg_catalog_add_routine(c, "public", "f") || pgg_catalog_add_routine(c, "app", "calc") ||
       pgg_catalog_add_routine(c, "public", "my.fn"))
@@ -460,4 +468,19 @@ TEST(explain_names_its_outcomes)
   CHECK_STR(pgg_explain_name(PGG_EXPLAIN_NO), "no");
   CHECK_STR(pgg_explain_name(PGG_EXPLAIN_YES), "yes");
   CHECK_STR(pgg_explain_name(PGG_EXPLAIN_TRANSLATED), "translated");
+}
+
+TEST(views_sequences_domains_and_composite_types_are_explained_too)
+{
+  static const ecase cases[] = {
+    {"42P01", "relation \"order_totals\" does not exist", YES},
+    {"42P01", "relation \"app.order_totals\" does not exist", YES},
+    {"42P01", "relation \"invoice_no\" does not exist", YES},
+    {"42704", "type \"email_address\" does not exist", YES},
+    {"42704", "type \"email_address[]\" does not exist", YES},
+    {"42704", "type \"app.money_pair\" does not exist", YES},
+    {"42704", "type \"public.money_pair\" does not exist", NO},
+    {"42P01", "relation \"order_total\" does not exist", NO},
+  };
+  RUN(cases);
 }
