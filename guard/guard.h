@@ -55,7 +55,7 @@ int pgg_desired_load(const pgg_guard_config *cfg, pgg_catalog *desired, pgg_buf 
 int pgg_desired_files(const char *schema_path, pgg_buf *out, pgg_buf *err);
 
 typedef enum {
-  PGG_REPAIR_APPLIED = 0,   /* missing objects were created */
+  PGG_REPAIR_APPLIED = 0,   /* missing objects were created (maybe not all: failed_statements) */
   PGG_REPAIR_NOTHING,       /* nothing was missing (maybe another sidecar repaired first) */
   PGG_REPAIR_FAILED,        /* the plan or the connection failed; nothing was committed */
 } pgg_repair_outcome;
@@ -68,6 +68,7 @@ typedef struct {
   bool drift_known;                               /* counts are valid */
   char *drift_json;                               /* the /drift report afterwards (heap), or NULL */
   char error[512];                                /* why it failed */
+  unsigned failed_statements;                     /* APPLIED, but these were rolled back */
   double seconds;
 } pgg_repair_result;
 

@@ -766,12 +766,51 @@ static int owner_role(pgg_admin *a, pgg_buf *role, pgg_buf *err)
   return rc;
 }
 
+/*
+ * Partial-safe (issue 8, item 3): with failed != NULL each statement runs
+ * in a savepoint. One that PostgreSQL refuses (a lock timeout on a busy
+ * table, duplicates under a new UNIQUE, a missing privilege) is rolled back
+ * alone and counted in *failed, the first such error kept in err; the rest
+ * of the plan still applies, and what depends on the failed one fails in
+ * turn with PostgreSQL's own error. A lost connection ends the repair.
+ */
+static int run_one(pgg_admin *a, const pgg_stmt *s, unsigned *failed, pgg_buf *err)
+{
+  size_t mark = err->len;
+  int rc = failed ? pgg_pq_exec(a->conn, "SAVEPOINT pgguard_statement", err) : PGG_OK;
+  if (!rc)
+    rc = exec_stmt(a->conn, s->sql, err);
+  if (!rc) {
+    if (failed)
+      rc = pgg_pq_exec(a->conn, "RELEASE SAVEPOINT pgguard_statement", err);
+    return rc;
+  }
+  /* The statement is DDL the planner built from catalog names, never
+   * application data: safe to name in logs. */
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s", bstr(err) + mark);
+  pgg_pq_err_rewind(err, mark);
+  if (failed && rc != PGG_ERR_UPSTREAM) {
+    pgg_buf scratch;
+    pgg_buf_init(&scratch);
+    int rb = pgg_pq_exec(a->conn, "ROLLBACK TO SAVEPOINT pgguard_statement", &scratch);
+    pgg_buf_free(&scratch);
+    if (!rb) {
+      if ((*failed)++ == 0)
+        pgg_buf_printf(err, "%s failed: %s [%s]", pgg_stmt_kind_name(s->kind), msg, s->sql);
+      return PGG_OK;
+    }
+  }
+  pgg_buf_printf(err, "%s failed: %s [%s]", pgg_stmt_kind_name(s->kind), msg, s->sql);
+  return rc;
+}
+
 /* Run the plan's statements of kind `only` (or, when only < 0, every kind
  * but ADD_ENUM_VALUE and REFRESH_MATVIEW), switching role as
  * runs_as_owner() says when an owner is given. *ran counts the statements
- * that succeeded. */
+ * that succeeded; failed (may be NULL) as run_one() says. */
 static int run_stmts(pgg_admin *a, const pgg_plan *p, int only, const char *owner,
-                     unsigned *ran, pgg_buf *err)
+                     unsigned *ran, unsigned *failed, pgg_buf *err)
 {
   int as_owner = -1;  /* unknown: the first statement sets it */
   char sql[320];
@@ -792,18 +831,12 @@ static int run_stmts(pgg_admin *a, const pgg_plan *p, int only, const char *owne
         as_owner = want;
       }
     }
-    size_t mark = err->len;
-    int rc = exec_stmt(a->conn, s->sql, err);
-    if (rc) {
-      /* The statement is DDL the planner built from catalog names, never
-       * application data: safe to name in logs. */
-      char msg[256];
-      snprintf(msg, sizeof msg, "%s", bstr(err) + mark);
-      pgg_pq_err_rewind(err, mark);
-      pgg_buf_printf(err, "%s failed: %s [%s]", pgg_stmt_kind_name(s->kind), msg, s->sql);
+    unsigned before = failed ? *failed : 0;
+    int rc = run_one(a, s, failed, err);
+    if (rc)
       return rc;
-    }
-    (*ran)++;
+    if (!failed || *failed == before)
+      (*ran)++;
   }
   return PGG_OK;
 }
@@ -951,7 +984,7 @@ int pgg_admin_repair(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result
      * added it (55P04): labels are committed on their own, first. The lock
      * is then released, so the next round re-reads and re-plans. */
     if (plan_has(&plan, PGG_STMT_ADD_ENUM_VALUE)) {
-      rc = run_stmts(a, &plan, PGG_STMT_ADD_ENUM_VALUE, NULL, &ran, &err);
+      rc = run_stmts(a, &plan, PGG_STMT_ADD_ENUM_VALUE, NULL, &ran, NULL, &err);
       if (!rc)
         rc = pgg_pq_exec(a->conn, "COMMIT", &err);
       if (!rc) {
@@ -970,10 +1003,27 @@ int pgg_admin_repair(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result
     /* As pg_dump does: a function body may name a table created later in
      * the plan, or one only the application's search_path finds. */
     rc = pgg_pq_exec(a->conn, "SET LOCAL check_function_bodies = off", &err);
+    unsigned failed = 0;
     if (!rc)
-      rc = run_stmts(a, &plan, -1, (const char *)owner.data, &ran, &err);
+      rc = run_stmts(a, &plan, -1, (const char *)owner.data, &ran, &failed, &err);
+    if (!rc && failed && !ran) {
+      /* Nothing at all could be created: a failed repair, cooled down. */
+      what = "repair failed";
+      rc = PGG_ERR_DB;
+      goto round_end;
+    }
     if (!rc)
       rc = pgg_pq_exec(a->conn, "COMMIT", &err);
+    if (!rc && failed) {
+      /* The others are committed; the first refusal says why the rest is not. */
+      out->failed_statements = failed;
+      pgg_buf_append_u8(&err, 0);
+      char msg[400];
+      pgg_redact(&a->secrets, bstr(&err), msg, sizeof msg);
+      snprintf(out->error, sizeof out->error, "%u of %u statements failed, the first: %s",
+               failed, failed + ran, msg);
+      pgg_buf_reset(&err);
+    }
     if (!rc) {
       out->statements += ran;
       applied = true;

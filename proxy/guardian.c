@@ -626,10 +626,19 @@ static void repair_done(void)
     pgg_log(PGG_LOG_INFO, oc == PGG_REPAIR_APPLIED ? "repair_applied" : "repair_nothing_missing",
             "statements=%u duration_ms=%.1f missing_after=%u", g.job_res.statements,
             g.job_res.seconds * 1000, missing_total());
-    /* Applied, but a step after the commit (a materialized view's refresh)
-     * failed: the objects exist, the log says what is left to do. */
-    if (oc == PGG_REPAIR_APPLIED && g.job_res.error[0])
+    if (oc == PGG_REPAIR_APPLIED && g.job_res.failed_statements) {
+      /* Partial: what could be created is committed, the refused part is
+       * retried after the cool-down like a failed repair (no retry storm). */
+      g.had_failure = true;
+      g.last_failure_ms = now;
+      note_error(g.job_res.error);
+      pgg_log(PGG_LOG_ERROR, "repair_partial", "failed_statements=%u reason=%s",
+              g.job_res.failed_statements, pgg_logq(g.job_res.error));
+    } else if (oc == PGG_REPAIR_APPLIED && g.job_res.error[0]) {
+      /* Applied, but a step after the commit (a materialized view's refresh)
+       * failed: the objects exist, the log says what is left to do. */
       pgg_log(PGG_LOG_WARN, "repair_incomplete", "reason=%s", pgg_logq(g.job_res.error));
+    }
   }
   notify(oc);
 }

@@ -2,6 +2,7 @@
 # at start-up; the replay after an on-error repair is test_replay.py's): new objects belong to
 # the database owner, NOT NULL columns on tables with rows come in nullable, enum labels commit
 # first, and several sidecars hitting the same drift repair it exactly once.
+import json
 import re
 
 import psycopg2
@@ -309,3 +310,44 @@ def test_sighup_applies_a_new_lock_timeout_to_the_next_repair(pg, pgguard, tmp_p
   assert event == "repair_failed", inst.log[-3000:]
   assert "lock_timeout (300 ms)" in line, line
   assert re.search(r"event=reload_applied option=lock-timeout\b", inst.log)
+
+
+PARTIAL_SCHEMA = """
+CREATE TABLE accounts (id int PRIMARY KEY, email text UNIQUE, note text);
+CREATE TABLE busy (id int PRIMARY KEY, extra text);
+CREATE TABLE audit (id int PRIMARY KEY, what text);
+"""
+
+
+def test_a_refused_statement_does_not_keep_the_rest_from_being_created(pg, pgguard, tmp_path):
+  """Partial-safe: duplicates under a new UNIQUE and a table locked by another session refuse
+  their statements; every independent object is still created, the refusals are reported
+  with PostgreSQL's own errors and retried after the cool-down."""
+  db = AppDb(pg, "guard_repair_partial")
+  db.sql("CREATE TABLE accounts (id int PRIMARY KEY, email text, note text)")
+  db.sql("INSERT INTO accounts VALUES (1, 'a@x', ''), (2, 'a@x', '')")   # duplicates
+  db.sql("CREATE TABLE busy (id int PRIMARY KEY)")
+  schema = tmp_path / "schema.sql"
+  schema.write_text(PARTIAL_SCHEMA)
+  holder = psycopg2.connect(db.pg.dsn(dbname=db.name))
+  holder.autocommit = False
+  with holder.cursor() as cur:
+    cur.execute("SELECT * FROM busy")   # ACCESS SHARE until rollback: ADD COLUMN must wait
+  try:
+    inst = start_repairing(pgguard, db, schema, "--lock-timeout", "300",
+                           "--repair-cooldown", "60")
+    line = inst.wait_log(r"event=repair_partial .*", timeout=60).group(0)
+  finally:
+    holder.rollback()
+    holder.close()
+  assert "failed_statements=2" in line, line
+  assert "could not create unique index" in line or "lock timeout" in line, line
+  assert "audit" in db.tables(), "the independent table is created"
+  assert db.sql("SELECT count(*) FROM accounts") == [(2,)], "rows untouched"
+  assert not db.sql("SELECT 1 FROM information_schema.columns WHERE table_name = 'busy'"
+                    " AND column_name = 'extra'")
+  code, body = inst.http_get("/drift")
+  assert "statements failed" in json.loads(body)["last_error"], body
+  assert inst.metrics().get_value("pgguard_repairs_total", result="applied") == 1
+  r = check(db.admin_url, schema)
+  assert r.returncode == 1 and "accounts_email_key" in r.stdout and "extra" in r.stdout, r.stdout
