@@ -4,6 +4,7 @@
  */
 #include "guard.h"
 #include "introspect.h"
+#include "sqlfile.h"
 #include "redact.h"
 
 #include <stdio.h>
@@ -50,10 +51,10 @@ static const char *bstr(const pgg_buf *b)
 /*
  * Statements that create an object with an owner run as the object owner,
  * so the application can use what they create (and default privileges set
- * for that role apply). Statements that change an existing table run as the
- * admin: that table may belong to someone else (a restore by a superuser
- * with --no-owner), and columns, constraints and indexes have no owner of
- * their own (an index takes its table's).
+ * for that role apply). Statements that change a table that existed before
+ * the repair run as that table's owner (existing_table_owner()); on a table
+ * the repair creates they run as the admin: columns, constraints and
+ * indexes have no owner of their own (an index takes its table's).
  */
 static bool runs_as_owner(pgg_stmt_kind k)
 {
@@ -805,39 +806,86 @@ static int run_one(pgg_admin *a, const pgg_stmt *s, unsigned *failed, pgg_buf *e
   return rc;
 }
 
+/*
+ * A statement that changes a table which existed before the repair (a
+ * column, constraint, index or trigger) runs as that table's owner, so a
+ * default or a trigger function is never evaluated with more privilege
+ * than the owner has (issue 8, item 7). role receives the quoted owner;
+ * false when the statement changes no such table.
+ */
+static bool existing_table_owner(pgg_admin *a, const pgg_stmt *s, const pgg_catalog *live,
+                                 pgg_buf *role)
+{
+  if (!live || (s->kind != PGG_STMT_ADD_COLUMN && s->kind != PGG_STMT_ADD_CONSTRAINT &&
+                s->kind != PGG_STMT_CREATE_INDEX && s->kind != PGG_STMT_CREATE_TRIGGER))
+    return false;
+  char schema[256], table[256];
+  if (!pgg_sql_target(s->sql, schema, sizeof schema, table, sizeof table) || !schema[0] ||
+      !pgg_catalog_find(live, PGG_OBJ_TABLE, schema, NULL, table))
+    return false;
+  pgg_buf q;
+  pgg_buf_init(&q);
+  bool ok = pgg_quote_ident(&q, schema) == PGG_OK && pgg_buf_append_u8(&q, '.') == PGG_OK &&
+            pgg_quote_ident(&q, table) == PGG_OK && pgg_buf_append_u8(&q, 0) == PGG_OK;
+  PGresult *res = NULL;
+  if (ok) {
+    const char *params[1] = {(const char *)q.data};
+    res = PQexecParams(a->conn, "SELECT pg_catalog.pg_get_userbyid(c.relowner)"
+                       " FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.regclass",
+                       1, NULL, params, NULL, NULL, 0);
+    ok = res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+  }
+  pgg_buf_reset(role);
+  if (ok)
+    ok = pgg_quote_ident(role, PQgetvalue(res, 0, 0)) == PGG_OK &&
+         pgg_buf_append_u8(role, 0) == PGG_OK;
+  PQclear(res);
+  pgg_buf_free(&q);
+  return ok;
+}
+
 /* Run the plan's statements of kind `only` (or, when only < 0, every kind
  * but ADD_ENUM_VALUE and REFRESH_MATVIEW), switching role as
- * runs_as_owner() says when an owner is given. *ran counts the statements
- * that succeeded; failed (may be NULL) as run_one() says. */
+ * runs_as_owner() says when an owner is given, or to the owner of the
+ * existing table a statement changes (live given). *ran counts the
+ * statements that succeeded; failed (may be NULL) as run_one() says. */
 static int run_stmts(pgg_admin *a, const pgg_plan *p, int only, const char *owner,
-                     unsigned *ran, unsigned *failed, pgg_buf *err)
+                     const pgg_catalog *live, unsigned *ran, unsigned *failed, pgg_buf *err)
 {
-  int as_owner = -1;  /* unknown: the first statement sets it */
-  char sql[320];
+  char current[320] = "";   /* the role SET LOCAL last; "" before the first */
+  char sql[340];
+  pgg_buf table_owner;
+  pgg_buf_init(&table_owner);
   for (size_t i = 0; i < p->n; i++) {
     const pgg_stmt *s = &p->stmts[i];
     bool apart = s->kind == PGG_STMT_ADD_ENUM_VALUE || s->kind == PGG_STMT_REFRESH_MATVIEW;
     if (only >= 0 ? (int)s->kind != only : apart)
       continue;
     if (owner) {
-      int want = runs_as_owner(s->kind);
-      if (want != as_owner) {
-        snprintf(sql, sizeof sql, "SET LOCAL ROLE %s", want ? owner : "NONE");
+      const char *want = runs_as_owner(s->kind) ? owner : "NONE";
+      if (existing_table_owner(a, s, live, &table_owner))
+        want = (const char *)table_owner.data;
+      if (strcmp(want, current) != 0) {
+        snprintf(sql, sizeof sql, "SET LOCAL ROLE %s", want);
         int rc = pgg_pq_exec(a->conn, sql, err);
         if (rc) {
           pgg_buf_printf(err, " (setting the role for %s)", pgg_stmt_kind_name(s->kind));
+          pgg_buf_free(&table_owner);
           return rc;
         }
-        as_owner = want;
+        snprintf(current, sizeof current, "%s", want);
       }
     }
     unsigned before = failed ? *failed : 0;
     int rc = run_one(a, s, failed, err);
-    if (rc)
+    if (rc) {
+      pgg_buf_free(&table_owner);
       return rc;
+    }
     if (!failed || *failed == before)
       (*ran)++;
   }
+  pgg_buf_free(&table_owner);
   return PGG_OK;
 }
 
@@ -984,7 +1032,7 @@ int pgg_admin_repair(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result
      * added it (55P04): labels are committed on their own, first. The lock
      * is then released, so the next round re-reads and re-plans. */
     if (plan_has(&plan, PGG_STMT_ADD_ENUM_VALUE)) {
-      rc = run_stmts(a, &plan, PGG_STMT_ADD_ENUM_VALUE, NULL, &ran, NULL, &err);
+      rc = run_stmts(a, &plan, PGG_STMT_ADD_ENUM_VALUE, NULL, NULL, &ran, NULL, &err);
       if (!rc)
         rc = pgg_pq_exec(a->conn, "COMMIT", &err);
       if (!rc) {
@@ -1005,7 +1053,7 @@ int pgg_admin_repair(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result
     rc = pgg_pq_exec(a->conn, "SET LOCAL check_function_bodies = off", &err);
     unsigned failed = 0;
     if (!rc)
-      rc = run_stmts(a, &plan, -1, (const char *)owner.data, &ran, &failed, &err);
+      rc = run_stmts(a, &plan, -1, (const char *)owner.data, &live, &ran, &failed, &err);
     if (!rc && failed && !ran) {
       /* Nothing at all could be created: a failed repair, cooled down. */
       what = "repair failed";

@@ -5,6 +5,7 @@
  */
 #include "sqlfile.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -286,4 +287,32 @@ void pgg_sql_objs_free(pgg_sql_objs *o)
   free(o->v);
   o->v = NULL;
   o->n = 0;
+}
+
+bool pgg_sql_target(const char *sql, char *schema, size_t ns, char *table, size_t nt)
+{
+  PgQueryProtobufParseResult r = pg_query_parse_protobuf(sql);
+  bool found = false;
+  PgQuery__ParseResult *tree = r.error ? NULL :
+    pg_query__parse_result__unpack(NULL, r.parse_tree.len, (const uint8_t *)r.parse_tree.data);
+  if (tree && tree->n_stmts == 1 && tree->stmts[0]->stmt) {
+    const PgQuery__Node *n = tree->stmts[0]->stmt;
+    const PgQuery__RangeVar *rv = NULL;
+    if (n->node_case == PG_QUERY__NODE__NODE_ALTER_TABLE_STMT &&
+        n->alter_table_stmt->objtype == PG_QUERY__OBJECT_TYPE__OBJECT_TABLE)
+      rv = n->alter_table_stmt->relation;
+    else if (n->node_case == PG_QUERY__NODE__NODE_INDEX_STMT)
+      rv = n->index_stmt->relation;
+    else if (n->node_case == PG_QUERY__NODE__NODE_CREATE_TRIG_STMT)
+      rv = n->create_trig_stmt->relation;
+    if (rv && rv->relname) {
+      int a = snprintf(schema, ns, "%s", rv->schemaname ? rv->schemaname : "");
+      int b = snprintf(table, nt, "%s", rv->relname);
+      found = a >= 0 && (size_t)a < ns && b >= 0 && (size_t)b < nt;
+    }
+  }
+  if (tree)
+    pg_query__parse_result__free_unpacked(tree, NULL);
+  pg_query_free_protobuf_parse_result(r);
+  return found;
 }

@@ -58,6 +58,13 @@ typedef struct {
 int pgg_sql_created(const char *text, pgg_sql_objs *out, pgg_buf *err);
 void pgg_sql_objs_free(pgg_sql_objs *o);
 
+/*
+ * The existing table one statement changes: ALTER TABLE's, CREATE INDEX's
+ * or CREATE TRIGGER's relation, its schema "" when unqualified. false for
+ * any other statement or one that does not parse. Pure.
+ */
+bool pgg_sql_target(const char *sql, char *schema, size_t ns, char *table, size_t nt);
+
 /* The line of byte offset off in text (1-based). */
 unsigned pgg_sql_line_at(const char *text, size_t off);
 

@@ -351,3 +351,23 @@ def test_a_refused_statement_does_not_keep_the_rest_from_being_created(pg, pggua
   assert inst.metrics().get_value("pgguard_repairs_total", result="applied") == 1
   r = check(db.admin_url, schema)
   assert r.returncode == 1 and "accounts_email_key" in r.stdout and "extra" in r.stdout, r.stdout
+
+
+def test_statements_on_an_existing_table_run_as_its_owner(pg, pgguard, tmp_path):
+  """A default (or trigger function) on a table that existed is evaluated with its owner's
+  privileges, never the admin's: the admin here is the cluster superuser."""
+  db = AppDb(pg, "guard_repair_table_owner")
+  db.sql("CREATE TABLE notes (id int PRIMARY KEY)", as_owner=True)
+  db.sql("INSERT INTO notes VALUES (1), (2)", as_owner=True)
+  schema = tmp_path / "schema.sql"
+  schema.write_text("CREATE FUNCTION whoami_super() RETURNS boolean LANGUAGE sql STABLE"
+                    " AS $$ SELECT rolsuper FROM pg_roles WHERE rolname = current_user $$;\n"
+                    "CREATE TABLE notes (id int PRIMARY KEY,"
+                    " added_by text DEFAULT current_user,"
+                    " is_super boolean DEFAULT whoami_super());\n"
+                    "CREATE INDEX notes_added_by_idx ON notes (added_by);\n")
+  inst = start_repairing(pgguard, db, schema)
+  event, line = wait_repair(inst)
+  assert event == "repair_applied", inst.log[-3000:]
+  assert db.sql("SELECT DISTINCT added_by, is_super FROM notes") == [(db.owner, False)]
+  assert owners(db)["notes_added_by_idx"] == db.owner

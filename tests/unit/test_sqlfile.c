@@ -107,3 +107,24 @@ TEST(function_bodies_with_semicolons_stay_one_statement)
   CHECK_INT(l.v[1].line, 5);
   pgg_sql_list_free(&l);
 }
+
+TEST(the_table_a_statement_changes)
+{
+  char s[64], t[64];
+  CHECK(pgg_sql_target("ALTER TABLE \"public\".\"we.ird\" ADD COLUMN \"x\" integer", s, sizeof s,
+                       t, sizeof t));
+  CHECK_STR(s, "public");
+  CHECK_STR(t, "we.ird");
+  CHECK(pgg_sql_target("CREATE UNIQUE INDEX i ON app.orders USING btree (id)", s, sizeof s, t,
+                       sizeof t));
+  CHECK_STR(s, "app");
+  CHECK_STR(t, "orders");
+  CHECK(pgg_sql_target("CREATE TRIGGER tr AFTER INSERT ON notes FOR EACH ROW EXECUTE FUNCTION f()",
+                       s, sizeof s, t, sizeof t));
+  CHECK_STR(s, "");
+  CHECK_STR(t, "notes");
+  CHECK(!pgg_sql_target("CREATE TABLE x (id int)", s, sizeof s, t, sizeof t));
+  CHECK(!pgg_sql_target("ALTER SEQUENCE s OWNED BY t.id", s, sizeof s, t, sizeof t));
+  CHECK(!pgg_sql_target("ALTER TABLE t ADD COLUMN x int; DROP TABLE t", s, sizeof s, t, sizeof t));
+  CHECK(!pgg_sql_target("ALTER TABLE", s, sizeof s, t, sizeof t));
+}
