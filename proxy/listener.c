@@ -207,13 +207,24 @@ static int listen_fd_unix(const pgg_hostport *hp)
   }
   struct stat st;
   if (lstat(sa.sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    bool alive = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
+    /* Only a refused connection proves the file stale. Any other failure
+     * (EACCES: another user's server on a 0700 socket in a shared directory)
+     * says nothing about whether someone listens there. */
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int rc = probe >= 0 ? connect(probe, (struct sockaddr *)&sa, sizeof sa) : -1;
+    int why = rc == 0 ? 0 : errno;
     if (probe >= 0)
       close(probe);
-    if (alive) {
+    if (rc == 0 || why == EAGAIN) {
       fprintf(stderr, "pgguard: cannot listen on %s: another process is listening there\n",
               sa.sun_path);
+      close(fd);
+      return -1;
+    }
+    if (why != ECONNREFUSED) {
+      fprintf(stderr, "pgguard: cannot listen on %s: cannot tell whether another process is "
+              "listening there (%s); remove the file if it is stale\n", sa.sun_path,
+              strerror(why));
       close(fd);
       return -1;
     }

@@ -194,10 +194,22 @@ static void log_channel_binding(void)
                    "or channel_binding=disable on the clients"));
 }
 
+/* A Unix-socket upstream whose path does not fit a socket address: refused
+ * at start, never cut short at each connection. */
+static int check_upstream_path(const pgg_options *opt)
+{
+  char path[512];
+  if (opt->upstream.host[0] != '/' || pgg_unix_path(&opt->upstream, path, sizeof path) == PGG_OK)
+    return 0;
+  fprintf(stderr, "pgguard: the upstream Unix socket path %s/.s.PGSQL.%d is too long (at most "
+          "107 bytes)\n", opt->upstream.host, opt->upstream.port);
+  return 2;
+}
+
 static int check_config(pgg_options *opt)
 {
   pgg_p.loop = uv_default_loop();
-  if (tls_setup(opt))
+  if (tls_setup(opt) || check_upstream_path(opt))
     return 2;
   struct sockaddr_storage addr;
   if ((opt->listen.host[0] != '/' && pgg_resolve(&opt->listen, &addr, true)) ||
@@ -248,7 +260,7 @@ static int run(pgg_options *opt)
   pgg_p.opt = opt;
   pgg_metrics_init();
   signal(SIGPIPE, SIG_IGN);
-  if (fd_limit(opt))
+  if (fd_limit(opt) || check_upstream_path(opt))
     return 2;
 
   int err = pgg_upstream_resolve_now();

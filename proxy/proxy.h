@@ -105,7 +105,8 @@ bool pgg_dial_abort(pgg_dial *d);
 int pgg_upstream_resolve_now(void);
 bool pgg_upstream_is_unix(void);
 void pgg_upstream_stop(void);
-/* DIR/.s.PGSQL.PORT for a Unix-socket directory given as the host. */
+/* DIR/.s.PGSQL.PORT for a Unix-socket directory given as the host; PGG_ERR_CONFIG
+ * when it does not fit out or a socket address (sun_path: 107 bytes). */
 int pgg_unix_path(const pgg_hostport *hp, char *out, size_t n);
 
 /* ---- the loop-wide state ---- */

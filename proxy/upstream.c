@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "log.h"
 
@@ -27,10 +28,16 @@ bool pgg_upstream_is_unix(void)
   return pgg_p.opt->upstream.host[0] == '/';
 }
 
+/*
+ * A path that does not fit sun_path is an error even when out could hold
+ * it: libuv's uv_pipe_connect cuts it short without a word, and the path cut
+ * short may name another server's socket (.s.PGSQL.1234 becomes .s.PGSQL.123).
+ */
 int pgg_unix_path(const pgg_hostport *hp, char *out, size_t n)
 {
   int len = snprintf(out, n, "%s/.s.PGSQL.%d", hp->host, hp->port);
-  return len < 0 || (size_t)len >= n ? PGG_ERR_CONFIG : PGG_OK;
+  return len < 0 || (size_t)len >= n || (size_t)len >= sizeof(((struct sockaddr_un *)0)->sun_path)
+           ? PGG_ERR_CONFIG : PGG_OK;
 }
 
 static void addr_name(const struct sockaddr_storage *ss, char *out, size_t n)
