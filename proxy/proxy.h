@@ -76,12 +76,14 @@ typedef union {
 } pgg_sock;
 
 /* upstream.c: one connection attempt to the upstream, address after address. */
+typedef struct pgg_addrs pgg_addrs;
 typedef struct pgg_dial {
   pgg_sock *sock;
   void (*done)(struct pgg_dial *d, int status);
   const char *log_prefix;   /* e.g. "conn=12 ", for the log lines */
   uv_connect_t req;
-  size_t next, naddr;       /* the next address to try, of naddr */
+  pgg_addrs *addrs;         /* the addresses this dial walks (a reference), or NULL */
+  size_t next;              /* the next of them to try */
   int last_err;
   bool waiting, resolved, connecting, closing, aborted;
   struct pgg_dial *next_waiter;

@@ -6,6 +6,7 @@
 #include "proxy.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
 
@@ -13,12 +14,28 @@
 
 #define MAX_ADDRS 16
 
-static struct {
-  struct sockaddr_storage addr[MAX_ADDRS];
+/*
+ * One answer of the resolver. A dial keeps a reference to the list it began
+ * with: a newer answer replaces up.cur, never the list a dial is walking, so
+ * no address is skipped or tried twice when the name changes meanwhile.
+ */
+struct pgg_addrs {
+  unsigned refs;
   size_t n;
-  bool have;                /* resolved at least once */
+  struct sockaddr_storage addr[];
+};
+
+static void addrs_release(pgg_addrs *a)
+{
+  if (a && --a->refs == 0)
+    free(a);
+}
+
+static struct {
+  pgg_addrs *cur;           /* the last answer, or NULL before the first */
   uint64_t resolved_ms;     /* uv_now of the last answer */
   bool resolving;
+  bool stopped;             /* pgg_upstream_stop ran: a late answer is dropped */
   uv_getaddrinfo_t req;
   pgg_dial *waiters;        /* dials waiting for the answer */
 } up;
@@ -57,28 +74,38 @@ static void addr_name(const struct sockaddr_storage *ss, char *out, size_t n)
   }
 }
 
-/* Keep the answer; says so in the log when the address list changed. */
-static void remember(const struct addrinfo *ai)
+/*
+ * Keep the answer; says so in the log when the address list changed.
+ * Returns 0, or UV_ENOMEM (the previous answer, if any, stays in use).
+ */
+static int remember(const struct addrinfo *ai)
 {
-  struct sockaddr_storage next[MAX_ADDRS];
-  size_t n = 0;
-  for (; ai && n < MAX_ADDRS; ai = ai->ai_next) {
-    if (ai->ai_addrlen > sizeof next[0])
+  pgg_addrs *next = calloc(1, sizeof *next + MAX_ADDRS * sizeof next->addr[0]);
+  if (!next)
+    return UV_ENOMEM;
+  next->refs = 1;
+  for (; ai && next->n < MAX_ADDRS; ai = ai->ai_next) {
+    if (ai->ai_addrlen > sizeof next->addr[0])
       continue;
-    memset(&next[n], 0, sizeof next[n]);
-    memcpy(&next[n], ai->ai_addr, ai->ai_addrlen);
-    n++;
+    memcpy(&next->addr[next->n++], ai->ai_addr, ai->ai_addrlen);
   }
-  if (!n)
-    return;
-  bool changed = n != up.n || memcmp(next, up.addr, n * sizeof next[0]) != 0;
-  memcpy(up.addr, next, n * sizeof next[0]);
-  up.n = n;
+  if (!next->n) {
+    free(next);
+    return 0;
+  }
   up.resolved_ms = uv_now(pgg_p.loop);
-  if (changed && up.have) {
+  pgg_addrs *prev = up.cur;
+  if (prev && prev->n == next->n &&
+      memcmp(prev->addr, next->addr, next->n * sizeof next->addr[0]) == 0) {
+    free(next);
+    return 0;
+  }
+  up.cur = next;
+  addrs_release(prev);
+  if (prev) {
     char list[MAX_ADDRS * 56] = "", one[56];
-    for (size_t i = 0; i < n; i++) {
-      addr_name(&up.addr[i], one, sizeof one);
+    for (size_t i = 0; i < next->n; i++) {
+      addr_name(&next->addr[i], one, sizeof one);
       if (i)
         strcat(list, ",");
       strcat(list, one);
@@ -86,7 +113,7 @@ static void remember(const struct addrinfo *ai)
     pgg_log(PGG_LOG_INFO, "upstream_resolved", "host=%s addrs=%s",
             pgg_logq(pgg_p.opt->upstream.host), list);
   }
-  up.have = true;
+  return 0;
 }
 
 int pgg_upstream_resolve_now(void)
@@ -102,9 +129,11 @@ int pgg_upstream_resolve_now(void)
   int err = uv_getaddrinfo(pgg_p.loop, &req, NULL, pgg_p.opt->upstream.host, port, &hints);
   if (err)
     return err;
-  remember(req.addrinfo);
+  err = remember(req.addrinfo);
   uv_freeaddrinfo(req.addrinfo);
-  return 0;
+  if (!err && !up.cur)
+    err = UV_EAI_NONAME;
+  return err;
 }
 
 /* A numeric address names itself: nothing to look up again. */
@@ -117,7 +146,7 @@ static bool numeric_host(void)
 
 static bool fresh(void)
 {
-  if (!up.have)
+  if (!up.cur)
     return false;
   if (numeric_host())
     return true;
@@ -127,17 +156,29 @@ static bool fresh(void)
 
 static void try_next(pgg_dial *d);
 
+/* The dial is over: it lets go of its address list and says how it ended. */
+static void finish(pgg_dial *d, int status)
+{
+  addrs_release(d->addrs);
+  d->addrs = NULL;
+  d->done(d, status);
+}
+
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
   up.resolving = false;
-  if (status == 0) {
-    remember(res);
-  } else if (status != UV_ECANCELED) {
+  if (up.stopped) {
+    uv_freeaddrinfo(res);
+    return;
+  }
+  if (status == 0)
+    status = remember(res);
+  if (status != 0 && status != UV_EAI_CANCELED) {
     /* The last answer stays in use: a resolver blip must not refuse every
      * client while the database itself is fine. */
     pgg_log(PGG_LOG_WARN, "upstream_resolve_failed", "host=%s reason=%s%s",
             pgg_logq(pgg_p.opt->upstream.host), pgg_logq(uv_strerror(status)),
-            up.have ? " using=previous_addresses" : "");
+            up.cur ? " using=previous_addresses" : "");
     up.resolved_ms = uv_now(pgg_p.loop);
   }
   uv_freeaddrinfo(res);
@@ -148,9 +189,9 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     w->next_waiter = NULL;
     w->waiting = false;
     w->resolved = true;
-    if (!up.have) {
+    if (!up.cur) {
       w->last_err = status ? status : UV_EAI_NONAME;
-      w->done(w, w->last_err);
+      finish(w, w->last_err);
     } else {
       try_next(w);
     }
@@ -186,11 +227,7 @@ static void on_retry_closed(uv_handle_t *h)
   pgg_dial *d = h->data;
   d->closing = false;
   if (d->aborted) {
-    d->done(d, UV_ECANCELED);
-    return;
-  }
-  if (d->next >= d->naddr) {
-    d->done(d, d->last_err);
+    finish(d, UV_ECANCELED);
     return;
   }
   try_next(d);
@@ -213,10 +250,12 @@ static void try_next(pgg_dial *d)
   int err;
   d->req.data = d;
   if (pgg_upstream_is_unix()) {
-    d->naddr = 1;
-    d->next = 1;
+    if (d->next++) {   /* one socket file: tried once */
+      finish(d, d->last_err);
+      return;
+    }
     if (pgg_unix_path(&pgg_p.opt->upstream, d->addr, sizeof d->addr)) {
-      d->done(d, UV_ENAMETOOLONG);
+      finish(d, UV_ENAMETOOLONG);
       return;
     }
     uv_pipe_init(pgg_p.loop, &d->sock->pipe, 0);
@@ -225,18 +264,20 @@ static void try_next(pgg_dial *d)
     uv_pipe_connect(&d->req, &d->sock->pipe, d->addr, on_connect);
     return;
   }
-  if (!d->naddr) {
+  if (!d->addrs) {
     if (!d->resolved && !fresh()) {
       wait_for_addresses(d);
       return;
     }
-    d->naddr = up.n;   /* this dial walks the list as it was when it began */
+    /* This dial walks the list as it is now, whatever answers come later. */
+    d->addrs = up.cur;
+    d->addrs->refs++;
   }
-  if (d->next >= d->naddr || d->next >= up.n) {
-    d->done(d, d->last_err ? d->last_err : UV_EAI_NONAME);
+  if (d->next >= d->addrs->n) {
+    finish(d, d->last_err ? d->last_err : UV_EAI_NONAME);
     return;
   }
-  const struct sockaddr_storage *a = &up.addr[d->next++];
+  const struct sockaddr_storage *a = &d->addrs->addr[d->next++];
   addr_name(a, d->addr, sizeof d->addr);
   uv_tcp_init(pgg_p.loop, &d->sock->tcp);
   d->sock->handle.data = d;
@@ -266,7 +307,7 @@ static void on_connect(uv_connect_t *req, int status)
     return;
   }
   pgg_log(PGG_LOG_DEBUG, "upstream_connected", "%saddr=%s", d->log_prefix, pgg_logq(d->addr));
-  d->done(d, 0);
+  finish(d, 0);
 }
 
 void pgg_dial_start(pgg_dial *d, pgg_sock *sock, void (*done)(pgg_dial *, int),
@@ -303,6 +344,9 @@ bool pgg_dial_abort(pgg_dial *d)
 
 void pgg_upstream_stop(void)
 {
+  up.stopped = true;
   if (up.resolving)
     uv_cancel((uv_req_t *)&up.req);
+  addrs_release(up.cur);
+  up.cur = NULL;
 }

@@ -119,3 +119,56 @@ def test_a_file_in_the_way_of_the_socket_is_named_and_left_alone(pgguard):
   g = pgguard(listen="%s:%d" % (d, port), expect_fail=True)
   assert g.returncode != 0
   assert os.path.isdir(path)
+
+
+# ---- the address list changing under dials in progress ----------------------------
+
+@needs_namespaces
+def test_a_dial_walks_the_addresses_it_began_with_while_the_name_changes(pg, appdb, pgguard, tmp_path):
+  # ::1 (nothing listens there) sorts before 127.0.0.1. The writer flips one
+  # byte: "::1" (two addresses) or "#:1" (a comment: only 127.0.0.1). Every
+  # answer the resolver gives contains the live address, so every client must
+  # get in, however the list changes between one dial's attempts.
+  hosts = tmp_path / "hosts"
+  hosts.write_text("::1 pgdb.pgguard.test\n127.0.0.1 pgdb.pgguard.test\n")
+  g = pgguard("--dns-ttl", "0", "--log-connections", "off", "--log-disconnections", "off",
+              upstream="pgdb.pgguard.test:%d" % pg.port, prefix=in_private_hosts(hosts))
+  stop = threading.Event()
+
+  def flip():
+    fd = os.open(str(hosts), os.O_WRONLY)
+    try:
+      while not stop.is_set():
+        for b in (b"#", b":"):
+          os.pwrite(fd, b, 0)
+    finally:
+      os.close(fd)
+
+  failures = []
+
+  def client():
+    # PostgreSQL's first answer (an authentication request) shows the dial
+    # succeeded; pgguard's FATAL 08006 shows it gave up.
+    for _ in range(100):
+      try:
+        with socket.create_connection((g.host, g.port), timeout=10) as s:
+          s.sendall(startup_packet())
+          first = s.recv(1024)
+        if first[:1] != b"R":
+          failures.append(first)
+      except OSError as e:
+        failures.append(repr(e))
+
+  writer = threading.Thread(target=flip)
+  writer.start()
+  try:
+    clients = [threading.Thread(target=client) for _ in range(20)]
+    for t in clients:
+      t.start()
+    for t in clients:
+      t.join(120)
+  finally:
+    stop.set()
+    writer.join(10)
+  assert not failures, "%d of 2000 clients refused: %s" % (len(failures), failures[:3])
+  assert re.search(r"event=upstream_connect_failed .*addr=\"?\[::1\]:%d" % pg.port, g.log)
