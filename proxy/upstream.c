@@ -5,6 +5,9 @@
  */
 #include "proxy.h"
 
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,12 +34,30 @@ static void addrs_release(pgg_addrs *a)
     free(a);
 }
 
+/*
+ * A lookup runs on a detached thread of its own, not libuv's thread pool:
+ * getaddrinfo cannot be interrupted, and a uv_getaddrinfo request keeps the
+ * loop (and the process) alive until the resolver gives up, a minute or more
+ * when the nameserver does not answer, so SIGQUIT would not be immediate. At
+ * stop a lookup under way is abandoned: its thread frees it when it returns.
+ */
+typedef struct {
+  char host[sizeof(((pgg_hostport *)0)->host)];
+  char port[16];
+  int status;               /* getaddrinfo's result */
+  struct addrinfo *res;
+  bool finished;            /* under lookup_mu */
+  bool abandoned;           /* under lookup_mu: nobody waits for it any more */
+} lookup;
+
+static pthread_mutex_t lookup_mu = PTHREAD_MUTEX_INITIALIZER;
+
 static struct {
   pgg_addrs *cur;           /* the last answer, or NULL before the first */
   uint64_t resolved_ms;     /* uv_now of the last answer */
-  bool resolving;
-  bool stopped;             /* pgg_upstream_stop ran: a late answer is dropped */
-  uv_getaddrinfo_t req;
+  lookup *inflight;         /* the lookup under way, or NULL */
+  uv_async_t async;         /* its thread says it finished */
+  bool async_open;
   pgg_dial *waiters;        /* dials waiting for the answer */
 } up;
 
@@ -164,16 +185,11 @@ static void finish(pgg_dial *d, int status)
   d->done(d, status);
 }
 
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+static void on_resolved(int status, struct addrinfo *res)
 {
-  up.resolving = false;
-  if (up.stopped) {
-    uv_freeaddrinfo(res);
-    return;
-  }
   if (status == 0)
     status = remember(res);
-  if (status != 0 && status != UV_EAI_CANCELED) {
+  if (status != 0) {
     /* The last answer stays in use: a resolver blip must not refuse every
      * client while the database itself is fine. */
     pgg_log(PGG_LOG_WARN, "upstream_resolve_failed", "host=%s reason=%s%s",
@@ -181,7 +197,6 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
             up.cur ? " using=previous_addresses" : "");
     up.resolved_ms = uv_now(pgg_p.loop);
   }
-  uv_freeaddrinfo(res);
   pgg_dial *w = up.waiters;
   up.waiters = NULL;
   while (w) {
@@ -199,23 +214,105 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   }
 }
 
+/* getaddrinfo's EAI_* as the libuv error the rest of pgguard names. */
+static int eai_to_uv(int rc, int saved_errno)
+{
+  switch (rc) {
+  case 0: return 0;
+  case EAI_AGAIN: return UV_EAI_AGAIN;
+  case EAI_BADFLAGS: return UV_EAI_BADFLAGS;
+  case EAI_FAMILY: return UV_EAI_FAMILY;
+  case EAI_MEMORY: return UV_EAI_MEMORY;
+  case EAI_NONAME: return UV_EAI_NONAME;
+#ifdef EAI_NODATA
+  case EAI_NODATA: return UV_EAI_NODATA;
+#endif
+  case EAI_SERVICE: return UV_EAI_SERVICE;
+  case EAI_SOCKTYPE: return UV_EAI_SOCKTYPE;
+  case EAI_SYSTEM: return saved_errno ? -saved_errno : UV_EAI_FAIL;   /* libuv errors are -errno */
+  default: return UV_EAI_FAIL;
+  }
+}
+
+static void *lookup_thread(void *arg)
+{
+  lookup *lk = arg;
+  struct addrinfo hints = {0};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  int rc = getaddrinfo(lk->host, lk->port, &hints, &lk->res);
+  rc = eai_to_uv(rc, errno);
+  pthread_mutex_lock(&lookup_mu);
+  lk->status = rc;
+  lk->finished = true;
+  bool abandoned = lk->abandoned;
+  if (!abandoned)
+    uv_async_send(&up.async);
+  pthread_mutex_unlock(&lookup_mu);
+  if (abandoned) {
+    if (lk->res)
+      freeaddrinfo(lk->res);
+    free(lk);
+  }
+  return NULL;
+}
+
+static void on_lookup_done(uv_async_t *a)
+{
+  (void)a;
+  lookup *lk = up.inflight;
+  pthread_mutex_lock(&lookup_mu);
+  bool finished = lk && lk->finished;
+  pthread_mutex_unlock(&lookup_mu);
+  if (!finished)
+    return;
+  up.inflight = NULL;
+  on_resolved(lk->status, lk->res);
+  if (lk->res)
+    freeaddrinfo(lk->res);
+  free(lk);
+}
+
+/* Start a lookup on its own thread: 0, or a libuv error. */
+static int lookup_start(void)
+{
+  if (!up.async_open) {
+    int err = uv_async_init(pgg_p.loop, &up.async, on_lookup_done);
+    if (err)
+      return err;
+    up.async_open = true;
+  }
+  lookup *lk = calloc(1, sizeof *lk);
+  if (!lk)
+    return UV_ENOMEM;
+  snprintf(lk->host, sizeof lk->host, "%s", pgg_p.opt->upstream.host);
+  snprintf(lk->port, sizeof lk->port, "%d", pgg_p.opt->upstream.port);
+  pthread_attr_t attr;
+  pthread_t t;
+  int rc = pthread_attr_init(&attr);
+  if (!rc) {
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    rc = pthread_create(&t, &attr, lookup_thread, lk);
+    pthread_attr_destroy(&attr);
+  }
+  if (rc) {
+    free(lk);
+    return -rc;
+  }
+  up.inflight = lk;
+  return 0;
+}
+
 static void wait_for_addresses(pgg_dial *d)
 {
   d->waiting = true;
   d->next_waiter = up.waiters;
   up.waiters = d;
-  if (up.resolving)
+  if (up.inflight)
     return;
-  struct addrinfo hints = {0};
-  char port[16];
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  snprintf(port, sizeof port, "%d", pgg_p.opt->upstream.port);
-  up.resolving = true;
-  int err = uv_getaddrinfo(pgg_p.loop, &up.req, on_resolved, pgg_p.opt->upstream.host, port,
-                           &hints);
+  int err = lookup_start();
   if (err)
-    on_resolved(&up.req, err, NULL);
+    on_resolved(err, NULL);
 }
 
 /* ---- the dialer ------------------------------------------------------------ */
@@ -344,9 +441,23 @@ bool pgg_dial_abort(pgg_dial *d)
 
 void pgg_upstream_stop(void)
 {
-  up.stopped = true;
-  if (up.resolving)
-    uv_cancel((uv_req_t *)&up.req);
+  lookup *lk = up.inflight;
+  up.inflight = NULL;
+  if (lk) {
+    pthread_mutex_lock(&lookup_mu);
+    bool finished = lk->finished;
+    lk->abandoned = true;
+    pthread_mutex_unlock(&lookup_mu);
+    if (finished) {   /* its thread is done with it: the answer came too late */
+      if (lk->res)
+        freeaddrinfo(lk->res);
+      free(lk);
+    }
+  }
+  if (up.async_open) {
+    up.async_open = false;
+    uv_close((uv_handle_t *)&up.async, NULL);
+  }
   addrs_release(up.cur);
   up.cur = NULL;
 }

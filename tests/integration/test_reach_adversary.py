@@ -172,3 +172,48 @@ def test_a_dial_walks_the_addresses_it_began_with_while_the_name_changes(pg, app
     writer.join(10)
   assert not failures, "%d of 2000 clients refused: %s" % (len(failures), failures[:3])
   assert re.search(r"event=upstream_connect_failed .*addr=\"?\[::1\]:%d" % pg.port, g.log)
+
+
+# ---- signals while the resolver does not answer -----------------------------------
+
+def in_private_resolver(hosts_file, resolv_file):
+  """A command prefix running pgguard with its own /etc/hosts and /etc/resolv.conf."""
+  return ["unshare", "-m", "sh", "-c",
+          'mount --bind "$0" /etc/hosts && mount --bind "$1" /etc/resolv.conf && shift && exec "$@"',
+          str(hosts_file), str(resolv_file)]
+
+
+@pytest.fixture
+def silent_nameserver():
+  """A DNS server address that receives queries and never answers."""
+  s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+  s.bind(("127.0.0.77", 53))
+  yield "127.0.0.77"
+  s.close()
+
+
+@needs_namespaces
+@pytest.mark.parametrize("sig", ["SIGQUIT", "SIGTERM"])
+def test_a_signal_is_not_held_up_by_a_lookup_the_resolver_never_answers(pg, pgguard, tmp_path,
+                                                                       silent_nameserver, sig):
+  import signal
+  hosts = tmp_path / "hosts"
+  hosts.write_text("127.0.0.1 pgdb.pgguard.test\n")
+  resolv = tmp_path / "resolv.conf"
+  # glibc waits timeout seconds per attempt (and per query): a minute or more in all.
+  resolv.write_text("nameserver %s\noptions timeout:30 attempts:2\n" % silent_nameserver)
+  g = pgguard("--dns-ttl", "0", "--server-connect-timeout", "60",
+              upstream="pgdb.pgguard.test:%d" % pg.port,
+              prefix=in_private_resolver(hosts, resolv))
+  # The name leaves /etc/hosts: the next lookup asks the silent nameserver.
+  write_in_place(hosts, "# moved\n")
+  c = socket.create_connection((g.host, g.port))
+  c.sendall(startup_packet())
+  time.sleep(0.5)   # the lookup is under way
+  t0 = time.monotonic()
+  code = g.stop(getattr(signal, sig), timeout=25)
+  took = time.monotonic() - t0
+  c.close()
+  assert code == 0, g.log[-2000:]
+  # SIGQUIT is immediate; SIGTERM waits at most --shutdown-timeout (2 s here).
+  assert took < (1.5 if sig == "SIGQUIT" else 3.5), (took, g.log[-2000:])
