@@ -217,3 +217,143 @@ def test_a_signal_is_not_held_up_by_a_lookup_the_resolver_never_answers(pg, pggu
   assert code == 0, g.log[-2000:]
   # SIGQUIT is immediate; SIGTERM waits at most --shutdown-timeout (2 s here).
   assert took < (1.5 if sig == "SIGQUIT" else 3.5), (took, g.log[-2000:])
+
+
+# ---- cancel requests and TLS over the dialer's other paths --------------------------
+
+def cancel_within_a_second(ep, appdb):
+  import psycopg2.errors
+  c = ep.connect(**appdb)
+  try:
+    timer = threading.Timer(0.5, c.cancel)
+    t0 = time.monotonic()
+    timer.start()
+    with c.cursor() as cur:
+      with pytest.raises(psycopg2.errors.QueryCanceled):
+        cur.execute("SELECT pg_sleep(30)")
+      assert time.monotonic() - t0 < 2
+      cur.execute("SELECT 'alive'")
+      assert cur.fetchone() == ("alive",)
+    timer.join()
+  finally:
+    c.close()
+
+
+def test_a_cancel_request_reaches_a_unix_socket_upstream(pg, appdb, pgguard):
+  g = pgguard(upstream="%s:%d" % (pg.socket_dir, pg.port))
+  cancel_within_a_second(g, appdb)
+  d = short_dir()
+  port = free_port()
+  pgguard(listen="%s:%d" % (d, port), upstream="%s:%d" % (pg.socket_dir, pg.port))
+  cancel_within_a_second(unix_endpoint(d, port, pg), appdb)
+
+
+@needs_namespaces
+def test_a_cancel_request_walks_the_addresses_like_a_session(pg, appdb, pgguard, tmp_path):
+  hosts = tmp_path / "hosts"
+  hosts.write_text("::1 pgdb.pgguard.test\n127.0.0.1 pgdb.pgguard.test\n")
+  g = pgguard("--dns-ttl", "0", upstream="pgdb.pgguard.test:%d" % pg.port,
+              prefix=in_private_hosts(hosts))
+  cancel_within_a_second(g, appdb)
+
+
+def test_a_tls_client_over_a_unix_socket_upstream_logs_in_with_libpq_defaults(pg, appdb, pgguard,
+                                                                             tmp_path):
+  from tls_fixtures import make_certs
+  certs = make_certs(tmp_path)
+  g = pgguard("--tls-cert", certs.crt("pgguard"), "--tls-key", certs.key("pgguard"),
+              upstream="%s:%d" % (pg.socket_dir, pg.port))
+  # channel_binding=prefer (libpq's default) on TLS sends the "y" flag; PostgreSQL
+  # on its Unix socket (no TLS there) takes it.
+  r = g.psql("-tA", sql="select ssl from pg_stat_ssl where pid = pg_backend_pid()",
+             sslmode="require", **appdb)
+  assert r.returncode == 0, r.stderr + g.log[-2000:]
+  assert r.stdout.strip() == "f"
+  r = g.psql("-tA", sql="select 1", sslmode="require", channel_binding="require", **appdb)
+  assert r.returncode != 0
+  assert "channel binding" in r.stderr
+
+
+# ---- hang-ups and signals at every step of a dial ------------------------------------
+
+@needs_namespaces
+def test_clients_hanging_up_at_every_step_of_a_dial_leave_nothing_behind(pg, appdb, pgguard, tmp_path):
+  # Looked up for each client (ttl 0), a refused address first: a client may
+  # leave while the lookup runs, while ::1 is tried, between the two
+  # addresses, while 127.0.0.1 is tried, or once PostgreSQL answered.
+  hosts = tmp_path / "hosts"
+  hosts.write_text("::1 pgdb.pgguard.test\n127.0.0.1 pgdb.pgguard.test\n")
+  g = pgguard("--dns-ttl", "0", "--log-connections", "off", "--log-disconnections", "off",
+              upstream="pgdb.pgguard.test:%d" % pg.port, prefix=in_private_hosts(hosts))
+  import random
+  rnd = random.Random(9)
+
+  def client(delays):
+    for delay in delays:
+      try:
+        s = socket.create_connection((g.host, g.port), timeout=10)
+        s.sendall(startup_packet())
+        if delay:
+          time.sleep(delay)
+        s.close()
+      except OSError:
+        pass
+
+  threads = [threading.Thread(target=client, args=([rnd.choice([0, 0.0005, 0.001, 0.002, 0.005])
+                                                     for _ in range(40)],)) for _ in range(8)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join(120)
+  deadline = time.monotonic() + 10
+  while time.monotonic() < deadline:
+    m = g.metrics()
+    if m.get_value("pgguard_client_connections") == 0 and m.get_value("pgguard_server_connections") == 0:
+      break
+    time.sleep(0.1)
+  m = g.metrics()
+  assert m.get_value("pgguard_client_connections") == 0
+  assert m.get_value("pgguard_server_connections") == 0
+  assert g.connect(**appdb).close() is None   # still serving
+  assert g.stop() == 0
+
+
+@pytest.fixture
+def blackhole():
+  """A loopback port whose accept queue is full: new TCP handshakes get no answer."""
+  lsock = socket.socket()
+  lsock.bind(("127.0.0.1", 0))
+  lsock.listen(0)
+  fill = []
+  for _ in range(4):
+    s = socket.socket()
+    s.setblocking(False)
+    try:
+      s.connect(lsock.getsockname())
+    except BlockingIOError:
+      pass
+    fill.append(s)
+  time.sleep(0.2)
+  yield "127.0.0.1:%d" % lsock.getsockname()[1]
+  for s in fill:
+    s.close()
+  lsock.close()
+
+
+@pytest.mark.parametrize("sig", ["SIGQUIT", "SIGTERM", "SIGINT"])
+def test_a_signal_while_clients_wait_for_an_unanswering_server(pgguard, blackhole, sig):
+  import signal
+  g = pgguard("--server-connect-timeout", "60", "--dns-ttl", "0", upstream=blackhole)
+  socks = []
+  for _ in range(30):
+    s = socket.create_connection((g.host, g.port))
+    s.sendall(startup_packet())
+    socks.append(s)
+  time.sleep(0.3)
+  t0 = time.monotonic()
+  code = g.stop(getattr(signal, sig), timeout=10)
+  took = time.monotonic() - t0
+  for s in socks:
+    s.close()
+  assert code == 0, g.log[-2000:]
+  assert took < (1.5 if sig == "SIGQUIT" else 3.5), took
