@@ -491,6 +491,14 @@ static void on_limit_timer(uv_timer_t *t)
   conn *c = t->data;
   if (c->state == ST_CLOSING)
     return;
+  if (c->connect_timing && c->dialing && pgg_dial_next(&c->dial)) {
+    /* Per address, as libpq's connect_timeout: an old primary that vanished
+     * without a trace, still first in the answer, must not keep every client
+     * from the new one. */
+    uv_timer_start(&c->limit_timer, on_limit_timer,
+                   (uint64_t)(pgg_p.opt->server_connect_timeout * 1000.0), 0);
+    return;
+  }
   if (c->connect_timing) {
     char msg[600], name[300];
     c->connect_timing = false;

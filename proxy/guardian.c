@@ -729,6 +729,7 @@ static struct {
   bool busy;     /* a dial is under way, or its socket is closing */
   bool dialing;  /* the dial has not called back yet */
   bool on;
+  uint64_t attempt_ms;  /* uv_now when the dial began or moved to its next address */
 } probe;
 
 void pgg_upstream_accepted(void)
@@ -758,15 +759,38 @@ static void probe_connected(pgg_dial *d, int status)
     probe.busy = false;   /* a failed dial leaves no socket open */
 }
 
+/*
+ * --server-connect-timeout bounds each address for the probe as for a
+ * client: an unanswering one would otherwise hold the probe for the kernel's
+ * two minutes of SYN retries, and the addresses after it would never be tried.
+ */
+static void probe_check_timeout(void)
+{
+  double limit = pgg_p.opt->server_connect_timeout;
+  uint64_t now = uv_now(pgg_p.loop);
+  if (limit <= 0 || (double)(now - probe.attempt_ms) < limit * 1000.0)
+    return;
+  probe.attempt_ms = now;
+  if (pgg_dial_next(&probe.dial))
+    return;
+  if (!g.configured)
+    pgg_metrics_g.upstream_up = 0;
+  if (pgg_dial_abort(&probe.dial))
+    probe.dialing = probe.busy = false;
+}
+
 static void probe_tick(uv_timer_t *t)
 {
   (void)t;
+  if (probe.dialing && !pgg_p.shutting_down)
+    probe_check_timeout();
   if (probe.busy || pgg_p.shutting_down)
     return;
   if (pgg_p.upstream_ever_ok && uv_now(pgg_p.loop) - pgg_p.upstream_ok_ms < PROBE_EVERY_MS)
     return;   /* a client's connection just showed it */
   probe.busy = true;
   probe.dialing = true;
+  probe.attempt_ms = uv_now(pgg_p.loop);
   pgg_dial_start(&probe.dial, &probe.sock, probe_connected, "probe=yes ");
 }
 

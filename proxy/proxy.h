@@ -99,6 +99,12 @@ typedef struct pgg_dial {
 void pgg_dial_start(pgg_dial *d, pgg_sock *sock, void (*done)(pgg_dial *, int),
                     const char *log_prefix);
 /*
+ * The address being tried takes too long (--server-connect-timeout, which
+ * bounds each address as libpq's connect_timeout does): give it up and try
+ * the next. false: no attempt under way, or it is the last address.
+ */
+bool pgg_dial_next(pgg_dial *d);
+/*
  * Stop a dial that has not called done yet. true: stopped, done will not be
  * called; false: done(d, UV_ECANCELED) follows once the socket is closed.
  */

@@ -417,6 +417,16 @@ void pgg_dial_start(pgg_dial *d, pgg_sock *sock, void (*done)(pgg_dial *, int),
   try_next(d);
 }
 
+bool pgg_dial_next(pgg_dial *d)
+{
+  if (!d->connecting || d->closing || d->aborted || !d->addrs || d->next >= d->addrs->n)
+    return false;
+  /* Closing cancels the request (its callback sees closing and returns);
+   * the close then tries the next address. */
+  attempt_failed(d, UV_ETIMEDOUT);
+  return true;
+}
+
 bool pgg_dial_abort(pgg_dial *d)
 {
   if (d->waiting) {

@@ -357,3 +357,48 @@ def test_a_signal_while_clients_wait_for_an_unanswering_server(pgguard, blackhol
     s.close()
   assert code == 0, g.log[-2000:]
   assert took < (1.5 if sig == "SIGQUIT" else 3.5), took
+
+
+@needs_namespaces
+def test_an_unanswering_first_address_does_not_keep_clients_from_the_second(pg, appdb, pgguard,
+                                                                            tmp_path):
+  # A failover leaves the old primary's address first in the answer, and the old
+  # primary is gone without a trace (no RST: its handshakes go unanswered). As
+  # libpq's connect_timeout, --server-connect-timeout bounds each address: the
+  # next one is tried when it runs out, and the client gets in.
+  hole = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+  hole.bind(("::1", pg.port))
+  hole.listen(0)
+  fill = []
+  for _ in range(4):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.setblocking(False)
+    try:
+      s.connect(("::1", pg.port))
+    except BlockingIOError:
+      pass
+    fill.append(s)
+  time.sleep(0.2)
+  hosts = tmp_path / "hosts"
+  hosts.write_text("::1 pgdb.pgguard.test\n127.0.0.1 pgdb.pgguard.test\n")
+  try:
+    g = pgguard("--server-connect-timeout", "1", upstream="pgdb.pgguard.test:%d" % pg.port,
+                prefix=in_private_hosts(hosts))
+    t0 = time.monotonic()
+    r = g.psql("-tA", sql="select 6", **appdb)
+    took = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr + g.log[-2000:]
+    assert r.stdout.strip() == "6"
+    assert took < 4, took
+    assert re.search(r"event=upstream_connect_failed .*addr=\"?\[::1\]:%d\"? reason=\"?connection timed out" % pg.port,
+                     g.log), g.log[-2000:]
+    # The readiness probe is not stuck on the unanswering address either.
+    deadline = time.monotonic() + 15
+    while g.http_get("/readyz")[0] != 200 and time.monotonic() < deadline:
+      time.sleep(0.2)
+    time.sleep(12)   # longer than readiness' 10 s window: only the probe keeps it
+    assert g.http_get("/readyz")[0] == 200, g.log[-2000:]
+  finally:
+    for s in fill:
+      s.close()
+    hole.close()
