@@ -26,6 +26,8 @@ static struct {
   bool on;
   bool unix_socket;
   char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  dev_t path_dev;           /* the socket file bound, to remove only that one at stop */
+  ino_t path_ino;
   int reserve;              /* a spare descriptor, given up to refuse a client at the limit */
   uv_timer_t pause;         /* accepting paused: no descriptor could be freed */
   uint64_t refused_logged_ms;
@@ -239,6 +241,10 @@ static int listen_fd_unix(const pgg_hostport *hp)
    * its own unix_socket_permissions default of 0777. */
   chmod(sa.sun_path, 0777);
   snprintf(l.path, sizeof l.path, "%s", sa.sun_path);
+  if (lstat(l.path, &st) == 0) {
+    l.path_dev = st.st_dev;
+    l.path_ino = st.st_ino;
+  }
   return fd;
 }
 
@@ -285,7 +291,10 @@ void pgg_listener_stop(void)
     close(l.reserve);
     l.reserve = -1;
   }
-  if (l.path[0])
+  /* Only the file this pgguard bound: if it was removed and another server
+   * listens at the path now, that one's socket stays. */
+  struct stat st;
+  if (l.path[0] && lstat(l.path, &st) == 0 && st.st_dev == l.path_dev && st.st_ino == l.path_ino)
     unlink(l.path);
 }
 

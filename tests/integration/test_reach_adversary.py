@@ -402,3 +402,62 @@ def test_an_unanswering_first_address_does_not_keep_clients_from_the_second(pg, 
     for s in fill:
       s.close()
     hole.close()
+
+
+# ---- the descriptor limit on a Unix socket -----------------------------------------
+
+def test_unix_clients_past_the_fd_limit_are_answered_and_sessions_survive(pg, appdb, pgguard):
+  d = short_dir()
+  port = free_port()
+  path = os.path.join(d, ".s.PGSQL.%d" % port)
+  g = pgguard("--max-client-conn", "0", listen="%s:%d" % (d, port),
+              prefix=["prlimit", "--nofile=48:48"])
+  ep = unix_endpoint(d, port, pg)
+  keep = ep.connect(**appdb)
+  socks, answers = [], []
+  try:
+    for _ in range(60):
+      s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+      s.connect(path)
+      socks.append(s)
+    time.sleep(0.5)
+    for s in socks:
+      s.settimeout(0.2)
+      try:
+        data = s.recv(1024)
+      except socket.timeout:
+        continue
+      if data:
+        answers.append(data)
+    assert answers, "some clients must have been refused at the fd limit"
+    for data in answers:
+      assert data[:1] == b"E" and b"53300" in data
+    with keep.cursor() as cur:
+      cur.execute("select 7")
+      assert cur.fetchone()[0] == 7
+  finally:
+    for s in socks:
+      s.close()
+  time.sleep(0.3)
+  assert g.metrics().get_value("pgguard_clients_rejected_total", reason="fd_limit") >= len(answers)
+  keep.close()
+  r = ep.psql("-tA", sql="select 9", **appdb)
+  assert r.stdout.strip() == "9", r.stderr
+
+
+def test_stopping_removes_only_its_own_socket_file(pg, appdb, pgguard):
+  # The file was removed under a running pgguard (a cleanup job, an operator)
+  # and a second pgguard now listens at the same path: the first one's exit
+  # must not take the second one's socket away.
+  d = short_dir()
+  port = free_port()
+  path = os.path.join(d, ".s.PGSQL.%d" % port)
+  first = pgguard(listen="%s:%d" % (d, port))
+  os.unlink(path)
+  second = pgguard(listen="%s:%d" % (d, port))
+  assert first.stop() == 0
+  assert os.path.exists(path), "the first pgguard removed the second one's socket"
+  r = unix_endpoint(d, port, pg).psql("-tA", sql="select 4", **appdb)
+  assert r.stdout.strip() == "4", r.stderr
+  second.stop()
+  assert not os.path.exists(path)
