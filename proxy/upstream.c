@@ -58,6 +58,9 @@ static struct {
   lookup *inflight;         /* the lookup under way, or NULL */
   uv_async_t async;         /* its thread says it finished */
   bool async_open;
+  uv_timer_t slow;          /* the lookup under way takes too long to wait for */
+  bool overdue;             /* it did: dials use the last answer meanwhile */
+  uint64_t lookup_ms;       /* uv_now when it began */
   pgg_dial *waiters;        /* dials waiting for the answer */
 } up;
 
@@ -169,7 +172,7 @@ static bool fresh(void)
 {
   if (!up.cur)
     return false;
-  if (numeric_host())
+  if (numeric_host() || (up.inflight && up.overdue))
     return true;
   double ttl = pgg_p.opt->dns_ttl;
   return ttl > 0 && (double)(uv_now(pgg_p.loop) - up.resolved_ms) < ttl * 1000.0;
@@ -267,10 +270,47 @@ static void on_lookup_done(uv_async_t *a)
   if (!finished)
     return;
   up.inflight = NULL;
+  up.overdue = false;
+  uv_timer_stop(&up.slow);
   on_resolved(lk->status, lk->res);
   if (lk->res)
     freeaddrinfo(lk->res);
   free(lk);
+}
+
+/*
+ * A nameserver that stops answering is the common resolver outage, and glibc
+ * waits its timeout for each query and attempt (a minute or more). A client
+ * must not wait for that while the last answer is there: past half of
+ * --server-connect-timeout (5 s without one) the dials waiting go on with
+ * the last answer, and so do new ones until the lookup ends; its answer is
+ * kept when it comes.
+ */
+static void on_lookup_slow(uv_timer_t *t)
+{
+  (void)t;
+  if (!up.inflight || !up.cur)
+    return;
+  up.overdue = true;
+  pgg_log(PGG_LOG_WARN, "upstream_resolve_slow", "host=%s waited_s=%.1f using=previous_addresses",
+          pgg_logq(pgg_p.opt->upstream.host),
+          (double)(uv_now(pgg_p.loop) - up.lookup_ms) / 1000.0);
+  pgg_dial *w = up.waiters;
+  up.waiters = NULL;
+  while (w) {
+    pgg_dial *next = w->next_waiter;
+    w->next_waiter = NULL;
+    w->waiting = false;
+    w->resolved = true;
+    try_next(w);
+    w = next;
+  }
+}
+
+static uint64_t lookup_patience_ms(void)
+{
+  double limit = pgg_p.opt->server_connect_timeout;
+  return limit > 0 ? (uint64_t)(limit * 500.0) : 5000;
 }
 
 /* Start a lookup on its own thread: 0, or a libuv error. */
@@ -280,6 +320,7 @@ static int lookup_start(void)
     int err = uv_async_init(pgg_p.loop, &up.async, on_lookup_done);
     if (err)
       return err;
+    uv_timer_init(pgg_p.loop, &up.slow);
     up.async_open = true;
   }
   lookup *lk = calloc(1, sizeof *lk);
@@ -300,6 +341,9 @@ static int lookup_start(void)
     return -rc;
   }
   up.inflight = lk;
+  up.overdue = false;
+  up.lookup_ms = uv_now(pgg_p.loop);
+  uv_timer_start(&up.slow, on_lookup_slow, lookup_patience_ms(), 0);
   return 0;
 }
 
@@ -467,6 +511,7 @@ void pgg_upstream_stop(void)
   if (up.async_open) {
     up.async_open = false;
     uv_close((uv_handle_t *)&up.async, NULL);
+    uv_close((uv_handle_t *)&up.slow, NULL);
   }
   addrs_release(up.cur);
   up.cur = NULL;

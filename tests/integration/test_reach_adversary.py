@@ -461,3 +461,27 @@ def test_stopping_removes_only_its_own_socket_file(pg, appdb, pgguard):
   assert r.stdout.strip() == "4", r.stderr
   second.stop()
   assert not os.path.exists(path)
+
+
+@needs_namespaces
+def test_a_nameserver_that_stops_answering_does_not_refuse_clients(pg, appdb, pgguard, tmp_path,
+                                                                   silent_nameserver):
+  # The README's promise: a resolver outage does not refuse clients while the
+  # database is fine. The common outage is silence, not an error: glibc waits
+  # its timeout per query and attempt. A lookup that takes longer than half of
+  # --server-connect-timeout lets the clients waiting for it use the last answer.
+  hosts = tmp_path / "hosts"
+  hosts.write_text("127.0.0.1 pgdb.pgguard.test\n")
+  resolv = tmp_path / "resolv.conf"
+  resolv.write_text("nameserver %s\noptions timeout:30 attempts:2\n" % silent_nameserver)
+  g = pgguard("--dns-ttl", "1", "--server-connect-timeout", "4",
+              upstream="pgdb.pgguard.test:%d" % pg.port,
+              prefix=in_private_resolver(hosts, resolv))
+  write_in_place(hosts, "# the name is in DNS only now\n")
+  time.sleep(1.2)   # past the TTL: the next client asks the silent nameserver
+  for i in range(3):
+    t0 = time.monotonic()
+    r = g.psql("-tA", sql="select %d" % i, **appdb)
+    assert r.returncode == 0, r.stderr + g.log[-2000:]
+    assert time.monotonic() - t0 < 4
+  assert re.search(r"event=upstream_resolve_slow .*using=previous_addresses", g.log), g.log[-2000:]
