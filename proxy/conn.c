@@ -575,9 +575,10 @@ void pgg_conn_accept_fd(int fd, bool unix_socket)
 
   int err = unix_socket ? uv_pipe_open(&c->cl.io.pipe, fd) : uv_tcp_open(&c->cl.io.tcp, fd);
   if (err) {
+    /* The handle is initialised (in the loop's list) though it holds no
+     * descriptor: close_now must still close it before the conn is freed. */
     pgg_log(PGG_LOG_WARN, "accept_failed", "reason=%s", pgg_logq(uv_strerror(err)));
     close(fd);
-    c->cl.open = false;
     close_now(c);
     return;
   }
