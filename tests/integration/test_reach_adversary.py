@@ -485,3 +485,28 @@ def test_a_nameserver_that_stops_answering_does_not_refuse_clients(pg, appdb, pg
     assert r.returncode == 0, r.stderr + g.log[-2000:]
     assert time.monotonic() - t0 < 4
   assert re.search(r"event=upstream_resolve_slow .*using=previous_addresses", g.log), g.log[-2000:]
+
+
+@needs_namespaces
+def test_sighup_changing_the_dns_ttl_applies_to_the_next_dial(pg, appdb, pgguard, tmp_path):
+  import signal
+  hosts = tmp_path / "hosts"
+  hosts.write_text("127.0.0.1 pgdb.pgguard.test\n")
+  conf = tmp_path / "pgguard.ini"
+  conf.write_text("[pgguard]\ndns_ttl = 600\n")
+  g = pgguard("-c", str(conf), upstream="pgdb.pgguard.test:%d" % pg.port,
+              prefix=in_private_hosts(hosts))
+  assert g.psql("-tA", sql="select 1", **appdb).returncode == 0
+  write_in_place(hosts, "127.0.0.3 pgdb.pgguard.test\n")
+  assert g.psql("-tA", sql="select 1", **appdb).returncode == 0   # the TTL holds the old answer
+  conf.write_text("[pgguard]\ndns_ttl = 0\n")
+  g.proc.send_signal(signal.SIGHUP)
+  g.wait_log(r"event=reload_applied option=dns-ttl")
+  r = g.psql("-tA", sql="select 1", **appdb)
+  assert r.returncode != 0 and "127.0.0.3" in g.log
+  write_in_place(hosts, "127.0.0.1 pgdb.pgguard.test\n")
+  assert g.psql("-tA", sql="select 1", **appdb).returncode == 0
+  conf.write_text("[pgguard]\ndns_ttl = nan\n")
+  g.proc.send_signal(signal.SIGHUP)
+  g.wait_log(r"event=reload_failed")
+  assert g.psql("-tA", sql="select 1", **appdb).returncode == 0
