@@ -62,6 +62,8 @@ static struct {
   bool overdue;             /* it did: dials use the last answer meanwhile */
   uint64_t lookup_ms;       /* uv_now when it began */
   pgg_dial *waiters;        /* dials waiting for the answer */
+  pgg_dial *releasing;      /* waiters being sent on, one by one */
+  bool releasing_now;       /* release_waiters is running */
 } up;
 
 bool pgg_upstream_is_unix(void)
@@ -188,6 +190,41 @@ static void finish(pgg_dial *d, int status)
   d->done(d, status);
 }
 
+/*
+ * Send every waiting dial on: with the last answer, or to its end when there
+ * is none. They leave the list one at a time, so a dial aborted by another's
+ * callback meanwhile is found (and unlinked) by pgg_dial_abort; a call from
+ * such a callback only adds its waiters to the ones being sent on.
+ */
+static void release_waiters(int status)
+{
+  pgg_dial *w = up.waiters;
+  up.waiters = NULL;
+  if (w) {
+    pgg_dial *tail = w;
+    while (tail->next_waiter)
+      tail = tail->next_waiter;
+    tail->next_waiter = up.releasing;
+    up.releasing = w;
+  }
+  if (up.releasing_now)
+    return;
+  up.releasing_now = true;
+  while ((w = up.releasing)) {
+    up.releasing = w->next_waiter;
+    w->next_waiter = NULL;
+    w->waiting = false;
+    w->resolved = true;
+    if (!up.cur) {
+      w->last_err = status ? status : UV_EAI_NONAME;
+      finish(w, w->last_err);
+    } else {
+      try_next(w);
+    }
+  }
+  up.releasing_now = false;
+}
+
 static void on_resolved(int status, struct addrinfo *res)
 {
   if (status == 0)
@@ -200,21 +237,7 @@ static void on_resolved(int status, struct addrinfo *res)
             up.cur ? " using=previous_addresses" : "");
     up.resolved_ms = uv_now(pgg_p.loop);
   }
-  pgg_dial *w = up.waiters;
-  up.waiters = NULL;
-  while (w) {
-    pgg_dial *next = w->next_waiter;
-    w->next_waiter = NULL;
-    w->waiting = false;
-    w->resolved = true;
-    if (!up.cur) {
-      w->last_err = status ? status : UV_EAI_NONAME;
-      finish(w, w->last_err);
-    } else {
-      try_next(w);
-    }
-    w = next;
-  }
+  release_waiters(status);
 }
 
 /* getaddrinfo's EAI_* as the libuv error the rest of pgguard names. */
@@ -295,16 +318,7 @@ static void on_lookup_slow(uv_timer_t *t)
   pgg_log(PGG_LOG_WARN, "upstream_resolve_slow", "host=%s waited_s=%.1f using=previous_addresses",
           pgg_logq(pgg_p.opt->upstream.host),
           (double)(uv_now(pgg_p.loop) - up.lookup_ms) / 1000.0);
-  pgg_dial *w = up.waiters;
-  up.waiters = NULL;
-  while (w) {
-    pgg_dial *next = w->next_waiter;
-    w->next_waiter = NULL;
-    w->waiting = false;
-    w->resolved = true;
-    try_next(w);
-    w = next;
-  }
+  release_waiters(0);
 }
 
 static uint64_t lookup_patience_ms(void)
@@ -474,11 +488,14 @@ bool pgg_dial_next(pgg_dial *d)
 bool pgg_dial_abort(pgg_dial *d)
 {
   if (d->waiting) {
-    for (pgg_dial **p = &up.waiters; *p; p = &(*p)->next_waiter)
-      if (*p == d) {
-        *p = d->next_waiter;
-        break;
-      }
+    pgg_dial **lists[] = {&up.waiters, &up.releasing};
+    for (size_t i = 0; i < 2; i++)
+      for (pgg_dial **p = lists[i]; *p; p = &(*p)->next_waiter)
+        if (*p == d) {
+          *p = d->next_waiter;
+          break;
+        }
+    d->next_waiter = NULL;
     d->waiting = false;
     return true;
   }
