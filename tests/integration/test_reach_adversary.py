@@ -510,3 +510,19 @@ def test_sighup_changing_the_dns_ttl_applies_to_the_next_dial(pg, appdb, pgguard
   g.proc.send_signal(signal.SIGHUP)
   g.wait_log(r"event=reload_failed")
   assert g.psql("-tA", sql="select 1", **appdb).returncode == 0
+
+
+def test_sighup_refuses_a_max_client_conn_the_fd_limit_cannot_hold(pg, appdb, pgguard, tmp_path):
+  # At start such a value is refused; a reload must not slip it in.
+  import signal
+  conf = tmp_path / "pgguard.ini"
+  conf.write_text("[pgguard]\nmax_client_conn = 50\n")
+  g = pgguard("-c", str(conf), prefix=["prlimit", "--nofile=200:200"])
+  conf.write_text("[pgguard]\nmax_client_conn = 1000\n")
+  g.proc.send_signal(signal.SIGHUP)
+  g.wait_log(r"event=reload_failed .*max-client-conn")
+  assert "option=max-client-conn" not in g.log
+  assert g.psql("-tA", sql="select 1", **appdb).returncode == 0
+  conf.write_text("[pgguard]\nmax_client_conn = 60\n")
+  g.proc.send_signal(signal.SIGHUP)
+  g.wait_log(r"event=reload_applied option=max-client-conn")
