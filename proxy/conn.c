@@ -627,7 +627,8 @@ void pgg_conn_accept_fd(int fd, bool unix_socket)
 static void on_server_connect(pgg_dial *d, int status);
 static void start_relay(conn *c);
 
-static void connect_upstream(conn *c)
+/* at: the one address to dial (a cancel for a session on it), or NULL. */
+static void connect_upstream(conn *c, const struct sockaddr_storage *at)
 {
   c->sv.io.handle.data = &c->sv;
   c->sv.unix_socket = pgg_upstream_is_unix();
@@ -638,7 +639,10 @@ static void connect_upstream(conn *c)
   }
   snprintf(c->log_prefix, sizeof c->log_prefix, "conn=%llu ", (unsigned long long)c->id);
   c->dialing = true;
-  pgg_dial_start(&c->dial, &c->sv.io, on_server_connect, c->log_prefix);
+  if (at && !c->sv.unix_socket)
+    pgg_dial_start_at(&c->dial, &c->sv.io, at, on_server_connect, c->log_prefix);
+  else
+    pgg_dial_start(&c->dial, &c->sv.io, on_server_connect, c->log_prefix);
 }
 
 static void on_server_connect(pgg_dial *d, int status)
@@ -723,16 +727,23 @@ static void start_relay(conn *c)
   update_reads(c);
 }
 
-/* A CancelRequest for a session whose request pgguard holds ends that hold. */
-static bool cancel_held(const pgg_startup *st)
+/* The session a CancelRequest names (its server's key), or NULL. */
+static conn *cancel_target(const pgg_startup *st)
 {
   for (conn *t = conns; t; t = t->next) {
     if (t->backend_key_len && t->backend_pid == st->cancel_pid &&
         t->backend_key_len == st->cancel_key_len &&
         memcmp(t->backend_key, st->cancel_key, st->cancel_key_len) == 0)
-      return pgg_hold_cancel(t);
+      return t;
   }
-  return false;
+  return NULL;
+}
+
+/* A CancelRequest for a session whose request pgguard holds ends that hold. */
+static bool cancel_held(const pgg_startup *st)
+{
+  conn *t = cancel_target(st);
+  return t && pgg_hold_cancel(t);
 }
 
 static void startup_packet(conn *c)
@@ -777,7 +788,14 @@ static void startup_packet(conn *c)
     /* The key is the server's own, relayed untouched in BackendKeyData. */
     c->state = ST_CANCEL;
     set_reading(&c->cl, false, NULL);
-    connect_upstream(c);
+    /* To the address the session is on, as libpq sends a cancel to the
+     * address its connection is on: after the name changed (a failover, a
+     * round-robin pool) a fresh dial could reach a server that does not
+     * know the key, and the query would run on. */
+    {
+      const conn *t = cancel_target(&st);
+      connect_upstream(c, t && t->dial.has_peer ? &t->dial.peer : NULL);
+    }
     return;
   case PGG_STARTUP_MESSAGE:
     if (!c->cl.tls && !c->cl.unix_socket && pgg_p.opt->client_tls == PGG_CLIENT_TLS_REQUIRE) {
@@ -804,7 +822,7 @@ static void startup_packet(conn *c)
     }
     c->state = ST_CONNECTING;
     set_reading(&c->cl, false, NULL);
-    connect_upstream(c);
+    connect_upstream(c, NULL);
     return;
   }
 }

@@ -88,6 +88,8 @@ typedef struct pgg_dial {
   bool waiting, resolved, connecting, closing, aborted;
   struct pgg_dial *next_waiter;
   char addr[128];           /* the address being tried, for logs */
+  struct sockaddr_storage peer;  /* the TCP address connected to (has_peer), after done(d, 0) */
+  bool has_peer;
 } pgg_dial;
 
 /*
@@ -98,6 +100,9 @@ typedef struct pgg_dial {
  */
 void pgg_dial_start(pgg_dial *d, pgg_sock *sock, void (*done)(pgg_dial *, int),
                     const char *log_prefix);
+/* The same to one TCP address, looked up nowhere: a session's own server. */
+void pgg_dial_start_at(pgg_dial *d, pgg_sock *sock, const struct sockaddr_storage *addr,
+                       void (*done)(pgg_dial *, int), const char *log_prefix);
 /*
  * The address being tried takes too long (--server-connect-timeout, which
  * bounds each address as libpq's connect_timeout does): give it up and try

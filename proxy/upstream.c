@@ -462,6 +462,10 @@ static void on_connect(uv_connect_t *req, int status)
     return;
   }
   pgg_log(PGG_LOG_DEBUG, "upstream_connected", "%saddr=%s", d->log_prefix, pgg_logq(d->addr));
+  if (d->addrs) {
+    d->peer = d->addrs->addr[d->next - 1];
+    d->has_peer = true;
+  }
   finish(d, 0);
 }
 
@@ -472,6 +476,28 @@ void pgg_dial_start(pgg_dial *d, pgg_sock *sock, void (*done)(pgg_dial *, int),
   d->sock = sock;
   d->done = done;
   d->log_prefix = log_prefix ? log_prefix : "";
+  try_next(d);
+}
+
+void pgg_dial_start_at(pgg_dial *d, pgg_sock *sock, const struct sockaddr_storage *addr,
+                       void (*done)(pgg_dial *, int), const char *log_prefix)
+{
+  pgg_addrs *one = calloc(1, sizeof *one + sizeof one->addr[0]);
+  if (!one) {
+    memset(d, 0, sizeof *d);
+    d->done = done;
+    done(d, UV_ENOMEM);
+    return;
+  }
+  one->refs = 1;
+  one->n = 1;
+  one->addr[0] = *addr;
+  memset(d, 0, sizeof *d);
+  d->sock = sock;
+  d->done = done;
+  d->log_prefix = log_prefix ? log_prefix : "";
+  d->addrs = one;
+  d->resolved = true;
   try_next(d);
 }
 

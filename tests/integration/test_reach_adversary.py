@@ -526,3 +526,51 @@ def test_sighup_refuses_a_max_client_conn_the_fd_limit_cannot_hold(pg, appdb, pg
   conf.write_text("[pgguard]\nmax_client_conn = 60\n")
   g.proc.send_signal(signal.SIGHUP)
   g.wait_log(r"event=reload_applied option=max-client-conn")
+
+
+@needs_namespaces
+def test_a_cancel_request_goes_to_the_server_its_session_is_on(pg, appdb, pgguard, tmp_path):
+  # libpq sends a cancel to the address its connection is on. Through pgguard
+  # the session is on the address it was dialled to; a cancel dialled afresh
+  # after the name changed (a failover, a round-robin pool) would reach
+  # another server, which knows nothing of the key, and the query would run on.
+  import psycopg2.errors
+  other = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+  other.bind(("::1", pg.port))
+  other.listen(16)
+  got = []
+
+  def other_server():
+    while True:
+      try:
+        c, _ = other.accept()
+      except OSError:
+        return
+      c.settimeout(2)
+      try:
+        got.append(c.recv(64))
+      except OSError:
+        pass
+      c.close()
+
+  threading.Thread(target=other_server, daemon=True).start()
+  hosts = tmp_path / "hosts"
+  hosts.write_text("127.0.0.1 pgdb.pgguard.test\n")
+  try:
+    g = pgguard("--dns-ttl", "0", upstream="pgdb.pgguard.test:%d" % pg.port,
+                prefix=in_private_hosts(hosts))
+    c = g.connect(**appdb)
+    # The name now leads to another server first.
+    write_in_place(hosts, "::1 pgdb.pgguard.test\n127.0.0.1 pgdb.pgguard.test\n")
+    timer = threading.Timer(0.5, c.cancel)
+    t0 = time.monotonic()
+    timer.start()
+    with c.cursor() as cur:
+      with pytest.raises(psycopg2.errors.QueryCanceled):
+        cur.execute("SELECT pg_sleep(5)")
+    assert time.monotonic() - t0 < 2.5
+    timer.join()
+    c.close()
+    assert not got, "the cancel went to another server: %r" % got
+  finally:
+    other.close()
