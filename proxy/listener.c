@@ -230,7 +230,12 @@ static int listen_fd_unix(const pgg_hostport *hp)
       close(fd);
       return -1;
     }
-    unlink(sa.sun_path);
+    if (unlink(sa.sun_path) != 0 && errno != ENOENT) {
+      fprintf(stderr, "pgguard: cannot listen on %s: the stale socket file there cannot be "
+              "removed (%s)\n", sa.sun_path, strerror(errno));
+      close(fd);
+      return -1;
+    }
   }
   if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 511) != 0) {
     fprintf(stderr, "pgguard: cannot listen on %s: %s\n", sa.sun_path, strerror(errno));

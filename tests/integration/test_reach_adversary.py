@@ -574,3 +574,20 @@ def test_a_cancel_request_goes_to_the_server_its_session_is_on(pg, appdb, pgguar
     assert not got, "the cancel went to another server: %r" % got
   finally:
     other.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run pgguard as another user")
+def test_a_stale_socket_of_another_user_that_cannot_be_removed_is_named(pgguard):
+  # /tmp-like: sticky, so nobody cannot remove root's stale socket file. The
+  # message must say so, not "Address already in use".
+  d = short_dir()
+  os.chmod(d, 0o1777)
+  port = free_port()
+  path = os.path.join(d, ".s.PGSQL.%d" % port)
+  s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+  s.bind(path)
+  s.close()
+  os.chmod(path, 0o777)   # anyone may connect: refused, so plainly stale
+  g = pgguard(listen="%s:%d" % (d, port), prefix=run_as_nobody(), expect_fail=True)
+  assert g.returncode != 0
+  assert "stale" in g.log and "Operation not permitted" in g.log, g.log
