@@ -875,9 +875,11 @@ static void startup_bytes(conn *c, const uint8_t *p, size_t n)
   if (n && c->state != ST_CLOSING) {
     /* Bytes after a StartupMessage before the server answered: a client
      * that does not wait. PostgreSQL would read them next; so will we, as
-     * the start of the relayed stream, once connected. */
-    if (c->early.len + n > PGG_MAX_STARTUP_PACKET || pgg_buf_append(&c->early, p, n) != PGG_OK)
-      conn_close(c, "too many bytes before the server answered");
+     * the start of the relayed stream, once connected. However large: the
+     * same bytes in a later read are kept too (update_reads stops reading
+     * once early holds PGG_MAX_STARTUP_PACKET, which bounds the memory). */
+    if (pgg_buf_append(&c->early, p, n) != PGG_OK)
+      conn_close(c, "out of memory");
   }
 }
 

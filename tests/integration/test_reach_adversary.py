@@ -591,3 +591,24 @@ def test_a_stale_socket_of_another_user_that_cannot_be_removed_is_named(pgguard)
   g = pgguard(listen="%s:%d" % (d, port), prefix=run_as_nobody(), expect_fail=True)
   assert g.returncode != 0
   assert "stale" in g.log and "Operation not permitted" in g.log, g.log
+
+
+# ---- eager clients while PostgreSQL is reached -----------------------------------------
+
+@pytest.mark.parametrize("via", ["direct", "pgguard"])
+def test_a_large_query_sent_with_the_startup_packet_runs_whatever_the_segmentation(pg, pgguard, via):
+  # PostgreSQL reads a query that came with the startup packet after the login,
+  # however large. pgguard kept such bytes when they came in a later read, but
+  # closed the client without a word when they came in the same read as the
+  # startup packet and passed 10 kB.
+  from pgwire import RawConn, query, startup_packet as wire_startup
+  pg.create_role("wire_trust", None)
+  ep = pg if via == "direct" else pgguard()
+  big = "SELECT length('%s') AS n" % ("x" * 20000)
+  with RawConn(ep.host, ep.port) as raw:
+    raw.send(wire_startup({"user": "wire_trust", "database": "postgres"}) + query(big))
+    msgs = raw.read_until({b"Z"})
+    assert msgs[0].type == b"R"
+    msgs = raw.read_until({b"Z"})
+    assert [m.type for m in msgs] == [b"T", b"D", b"C", b"Z"]
+    assert msgs[1].body.endswith(b"20000")
