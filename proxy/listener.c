@@ -208,6 +208,13 @@ static int listen_fd_unix(const pgg_hostport *hp)
     return -1;
   }
   struct stat st;
+  if (lstat(sa.sun_path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+    /* A regular file, a directory, a symbolic link: someone else's, never removed. */
+    fprintf(stderr, "pgguard: cannot listen on %s: something that is not a socket is there "
+            "(pgguard removes only a stale socket file)\n", sa.sun_path);
+    close(fd);
+    return -1;
+  }
   if (lstat(sa.sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
     /* Only a refused connection proves the file stale. Any other failure
      * (EACCES: another user's server on a 0700 socket in a shared directory)
@@ -237,14 +244,21 @@ static int listen_fd_unix(const pgg_hostport *hp)
       return -1;
     }
   }
-  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 511) != 0) {
+  /* Who may connect is PostgreSQL's business (its pg_hba.conf), as with
+   * its own unix_socket_permissions default of 0777. The file is created
+   * so (umask 0 around bind) rather than chmod-ed after: in a directory
+   * others may write, the path could be a symbolic link by then, and chmod
+   * follows it. Nothing else runs yet, so the process-wide umask is ours. */
+  mode_t old_umask = umask(0);
+  int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+  int bind_errno = errno;
+  umask(old_umask);
+  errno = bind_errno;
+  if (rc != 0 || listen(fd, 511) != 0) {
     fprintf(stderr, "pgguard: cannot listen on %s: %s\n", sa.sun_path, strerror(errno));
     close(fd);
     return -1;
   }
-  /* Who may connect is PostgreSQL's business (its pg_hba.conf), as with
-   * its own unix_socket_permissions default of 0777. */
-  chmod(sa.sun_path, 0777);
   snprintf(l.path, sizeof l.path, "%s", sa.sun_path);
   if (lstat(l.path, &st) == 0) {
     l.path_dev = st.st_dev;

@@ -112,12 +112,13 @@ def test_a_file_in_the_way_of_the_socket_is_named_and_left_alone(pgguard):
     f.write("not a socket\n")
   g = pgguard(listen="%s:%d" % (d, port), expect_fail=True)
   assert g.returncode != 0
-  assert path in g.log
+  assert path in g.log and "not a socket" in g.log, g.log
   assert open(path).read() == "not a socket\n"
   os.unlink(path)
   os.mkdir(path)
   g = pgguard(listen="%s:%d" % (d, port), expect_fail=True)
   assert g.returncode != 0
+  assert "not a socket" in g.log, g.log
   assert os.path.isdir(path)
 
 
