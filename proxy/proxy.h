@@ -106,7 +106,9 @@ void pgg_dial_start_at(pgg_dial *d, pgg_sock *sock, const struct sockaddr_storag
 /*
  * The address being tried takes too long (--server-connect-timeout, which
  * bounds each address as libpq's connect_timeout does): give it up and try
- * the next. false: no attempt under way, or it is the last address.
+ * the next. true: the next address is (or is about to be) tried, with a
+ * period of its own; false: not connecting (waiting for DNS), or no address
+ * is left.
  */
 bool pgg_dial_next(pgg_dial *d);
 /*

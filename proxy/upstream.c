@@ -503,7 +503,11 @@ void pgg_dial_start_at(pgg_dial *d, pgg_sock *sock, const struct sockaddr_storag
 
 bool pgg_dial_next(pgg_dial *d)
 {
-  if (!d->connecting || d->closing || d->aborted || !d->addrs || d->next >= d->addrs->n)
+  if (d->aborted || !d->addrs || d->next >= d->addrs->n)
+    return false;
+  if (d->closing)
+    return true;   /* the last address just failed; the next one begins now */
+  if (!d->connecting)
     return false;
   /* Closing cancels the request (its callback sees closing and returns);
    * the close then tries the next address. */
