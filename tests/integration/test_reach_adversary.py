@@ -613,3 +613,85 @@ def test_a_large_query_sent_with_the_startup_packet_runs_whatever_the_segmentati
     msgs = raw.read_until({b"Z"})
     assert [m.type for m in msgs] == [b"T", b"D", b"C", b"Z"]
     assert msgs[1].body.endswith(b"20000")
+
+
+# ---- all of it at once ---------------------------------------------------------------
+
+@needs_namespaces
+def test_dials_hang_ups_cancels_reloads_and_a_changing_name_at_once(pg, appdb, pgguard, tmp_path):
+  # Under ASan this is a use-after-free and leak hunt: clients leave at random
+  # steps, cancel requests name live and unknown keys, the name flips between
+  # one and two addresses, SIGHUP changes the TTL, and SIGTERM ends it all.
+  import random
+  import signal
+  from pgwire import CANCEL_REQUEST_CODE
+  pg.create_role("wire_trust", None)
+  hosts = tmp_path / "hosts"
+  hosts.write_text("::1 pgdb.pgguard.test\n127.0.0.1 pgdb.pgguard.test\n")
+  conf = tmp_path / "pgguard.ini"
+  conf.write_text("[pgguard]\ndns_ttl = 0\n")
+  g = pgguard("-c", str(conf), "--server-connect-timeout", "2", "--log-connections", "off",
+              "--log-disconnections", "off", upstream="pgdb.pgguard.test:%d" % pg.port,
+              prefix=in_private_hosts(hosts))
+  stop = threading.Event()
+  errors = []
+
+  def flip():
+    fd = os.open(str(hosts), os.O_WRONLY)
+    try:
+      while not stop.is_set():
+        os.pwrite(fd, random.choice([b"#", b":"]), 0)
+        time.sleep(0.002)
+    finally:
+      os.close(fd)
+
+  def reload():
+    while not stop.is_set():
+      conf.write_text("[pgguard]\ndns_ttl = %s\n" % random.choice(["0", "0.01", "5"]))
+      g.proc.send_signal(signal.SIGHUP)
+      time.sleep(0.05)
+
+  def client(seed):
+    rnd = random.Random(seed)
+    for _ in range(120):
+      try:
+        s = socket.create_connection((g.host, g.port), timeout=10)
+        kind = rnd.randrange(4)
+        if kind == 0:     # a cancel with an unknown key
+          s.sendall(struct.pack("!iiii", 16, CANCEL_REQUEST_CODE, rnd.randrange(1 << 30), 7))
+        elif kind == 1:   # an eager client that leaves at once
+          s.sendall(startup_packet(b"user\0wire_trust\0database\0postgres\0\0")
+                    + b"Q\0\0\0\rselect 1\0")
+        elif kind == 2:   # a startup, then gone after a moment
+          s.sendall(startup_packet())
+          time.sleep(rnd.choice([0, 0.001, 0.003, 0.01]))
+        else:             # a whole session
+          s.sendall(startup_packet(b"user\0wire_trust\0database\0postgres\0\0"))
+          s.settimeout(5)
+          data = b""
+          while b"Z\0\0\0\x05" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+              break
+            data += chunk
+          if b"Z\0\0\0\x05" in data:
+            s.sendall(b"X\0\0\0\x04")
+        s.close()
+      except OSError as e:
+        errors.append(repr(e))
+
+  helpers = [threading.Thread(target=flip), threading.Thread(target=reload)]
+  clients = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+  for t in helpers + clients:
+    t.start()
+  for t in clients:
+    t.join(120)
+  stop.set()
+  for t in helpers:
+    t.join(10)
+  assert not errors, errors[:3]
+  deadline = time.monotonic() + 10
+  while g.metrics().get_value("pgguard_client_connections") != 0 and time.monotonic() < deadline:
+    time.sleep(0.1)
+  assert g.metrics().get_value("pgguard_client_connections") == 0
+  assert g.stop() == 0
