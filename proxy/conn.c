@@ -495,8 +495,7 @@ static void on_limit_timer(uv_timer_t *t)
     /* Per address, as libpq's connect_timeout: an old primary that vanished
      * without a trace, still first in the answer, must not keep every client
      * from the new one. */
-    uv_timer_start(&c->limit_timer, on_limit_timer,
-                   (uint64_t)(pgg_p.opt->server_connect_timeout * 1000.0), 0);
+    uv_timer_start(&c->limit_timer, on_limit_timer, (uint64_t)(c->connect_limit * 1000.0), 0);
     return;
   }
   if (c->connect_timing) {
@@ -505,7 +504,7 @@ static void on_limit_timer(uv_timer_t *t)
     pgg_metrics_g.upstream_up = 0;
     upstream_name(name, sizeof name);
     snprintf(msg, sizeof msg, "pgguard could not connect to the upstream server %s: "
-             "timeout after %.0f s", name, pgg_p.opt->server_connect_timeout);
+             "timeout after %g s", name, c->connect_limit);
     pgg_log(PGG_LOG_WARN, "upstream_connect_failed", "conn=%llu upstream=%s reason=timeout",
             (unsigned long long)c->id, pgg_logq(name));
     if (c->state != ST_CANCEL)
@@ -633,9 +632,10 @@ static void connect_upstream(conn *c, const struct sockaddr_storage *at)
   c->sv.io.handle.data = &c->sv;
   c->sv.unix_socket = pgg_upstream_is_unix();
   if (pgg_p.opt->server_connect_timeout > 0) {
+    /* Kept: a reload applies to new connections, not to this dial. */
+    c->connect_limit = pgg_p.opt->server_connect_timeout;
     c->connect_timing = true;
-    uv_timer_start(&c->limit_timer, on_limit_timer,
-                   (uint64_t)(pgg_p.opt->server_connect_timeout * 1000.0), 0);
+    uv_timer_start(&c->limit_timer, on_limit_timer, (uint64_t)(c->connect_limit * 1000.0), 0);
   }
   snprintf(c->log_prefix, sizeof c->log_prefix, "conn=%llu ", (unsigned long long)c->id);
   c->dialing = true;

@@ -695,3 +695,25 @@ def test_dials_hang_ups_cancels_reloads_and_a_changing_name_at_once(pg, appdb, p
     time.sleep(0.1)
   assert g.metrics().get_value("pgguard_client_connections") == 0
   assert g.stop() == 0
+
+
+def test_a_reloaded_connect_timeout_leaves_the_dials_under_way_as_they_began(pgguard, blackhole,
+                                                                            tmp_path):
+  # Reload settings apply to new connections: a dial under way keeps its own
+  # period, and its FATAL says that period, not the new one.
+  import signal
+  conf = tmp_path / "pgguard.ini"
+  conf.write_text("[pgguard]\nserver_connect_timeout = 2\n")
+  g = pgguard("-c", str(conf), upstream=blackhole)
+  s = socket.create_connection((g.host, g.port))
+  s.sendall(startup_packet())
+  time.sleep(0.3)
+  conf.write_text("[pgguard]\nserver_connect_timeout = 0\n")
+  g.proc.send_signal(signal.SIGHUP)
+  g.wait_log(r"event=reload_applied option=server-connect-timeout")
+  s.settimeout(5)
+  t0 = time.monotonic()
+  data = s.recv(1024)
+  assert b"08006" in data and b"timeout after 2 s" in data, data
+  assert time.monotonic() - t0 < 3
+  s.close()
