@@ -91,6 +91,8 @@ static void on_stop_signal(uv_signal_t *s, int signum)
   uv_timer_start(&drain_timer, on_drain_tick, 0, 50);
 }
 
+static bool fd_limit_holds(int max_client_conn, rlim_t *need, rlim_t *limit);
+
 static void retire(pgg_tls_ctx *ctx)
 {
   if (!ctx)
@@ -107,8 +109,6 @@ static void retire(pgg_tls_ctx *ctx)
  * guard takes its new settings between jobs. A restart-only setting that
  * changed keeps its old value, and the log names it.
  */
-static bool fd_limit_holds(int max_client_conn, rlim_t *need, rlim_t *limit);
-
 static void on_hup(uv_signal_t *s, int signum)
 {
   static pgg_options next;
