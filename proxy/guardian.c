@@ -760,19 +760,30 @@ static void probe_connected(pgg_dial *d, int status)
 }
 
 /*
- * --server-connect-timeout bounds each address for the probe as for a
- * client: an unanswering one would otherwise hold the probe for the kernel's
- * two minutes of SYN retries, and the addresses after it would never be tried.
+ * An unanswering address would hold the probe for the kernel's two minutes
+ * of SYN retries, and the addresses after it would never be tried. With
+ * --server-connect-timeout set, a client moves on after that period; the
+ * probe asks whether a client can be served, not how soon, so it moves on
+ * at its next tick (a period past readiness' 10 s window would
+ * otherwise let /readyz lapse every cycle while every client gets in), and
+ * gives up on the last address after the client's period.
  */
 static void probe_check_timeout(void)
 {
   double limit = pgg_p.opt->server_connect_timeout;
   uint64_t now = uv_now(pgg_p.loop);
-  if (limit <= 0 || (double)(now - probe.attempt_ms) < limit * 1000.0)
+  double waited = (double)(now - probe.attempt_ms);
+  /* Half a period: ticks come every PROBE_EVERY_MS, give or take a millisecond. */
+  double move_on = PROBE_EVERY_MS / 2;
+  if (limit <= 0 || waited < (limit * 1000.0 < move_on ? limit * 1000.0 : move_on))
+    return;
+  if (pgg_dial_next(&probe.dial)) {
+    probe.attempt_ms = now;
+    return;
+  }
+  if (waited < limit * 1000.0)
     return;
   probe.attempt_ms = now;
-  if (pgg_dial_next(&probe.dial))
-    return;
   if (!g.configured)
     pgg_metrics_g.upstream_up = 0;
   if (pgg_dial_abort(&probe.dial))

@@ -717,3 +717,42 @@ def test_a_reloaded_connect_timeout_leaves_the_dials_under_way_as_they_began(pgg
   assert b"08006" in data and b"timeout after 2 s" in data, data
   assert time.monotonic() - t0 < 3
   s.close()
+
+
+@needs_namespaces
+def test_readiness_does_not_flap_while_an_unanswering_first_address_costs_clients_time(
+    pg, appdb, pgguard, tmp_path):
+  # With --server-connect-timeout past readiness' 10 s window, a probe that
+  # waited the whole period on the dead first address would let /readyz lapse
+  # every cycle, though every client is served (late). The probe moves on
+  # after its own 2 s; only the last address gets the whole period.
+  hole = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+  hole.bind(("::1", pg.port))
+  hole.listen(0)
+  fill = []
+  for _ in range(4):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.setblocking(False)
+    try:
+      s.connect(("::1", pg.port))
+    except BlockingIOError:
+      pass
+    fill.append(s)
+  time.sleep(0.2)
+  hosts = tmp_path / "hosts"
+  hosts.write_text("::1 pgdb.pgguard.test\n127.0.0.1 pgdb.pgguard.test\n")
+  try:
+    g = pgguard("--server-connect-timeout", "12", upstream="pgdb.pgguard.test:%d" % pg.port,
+                prefix=in_private_hosts(hosts))
+    deadline = time.monotonic() + 10
+    while g.http_get("/readyz")[0] != 200:
+      assert time.monotonic() < deadline, g.log[-2000:]
+      time.sleep(0.2)
+    end = time.monotonic() + 24
+    while time.monotonic() < end:
+      assert g.http_get("/readyz")[0] == 200, g.log[-2000:]
+      time.sleep(0.5)
+  finally:
+    for s in fill:
+      s.close()
+    hole.close()
