@@ -491,13 +491,20 @@ static void on_limit_timer(uv_timer_t *t)
   conn *c = t->data;
   if (c->state == ST_CLOSING)
     return;
+  if (c->connect_timing && c->dialing && pgg_dial_next(&c->dial)) {
+    /* Per address, as libpq's connect_timeout: an old primary that vanished
+     * without a trace, still first in the answer, must not keep every client
+     * from the new one. */
+    uv_timer_start(&c->limit_timer, on_limit_timer, (uint64_t)(c->connect_limit * 1000.0), 0);
+    return;
+  }
   if (c->connect_timing) {
     char msg[600], name[300];
     c->connect_timing = false;
     pgg_metrics_g.upstream_up = 0;
     upstream_name(name, sizeof name);
     snprintf(msg, sizeof msg, "pgguard could not connect to the upstream server %s: "
-             "timeout after %.0f s", name, pgg_p.opt->server_connect_timeout);
+             "timeout after %g s", name, c->connect_limit);
     pgg_log(PGG_LOG_WARN, "upstream_connect_failed", "conn=%llu upstream=%s reason=timeout",
             (unsigned long long)c->id, pgg_logq(name));
     if (c->state != ST_CANCEL)
@@ -567,9 +574,10 @@ void pgg_conn_accept_fd(int fd, bool unix_socket)
 
   int err = unix_socket ? uv_pipe_open(&c->cl.io.pipe, fd) : uv_tcp_open(&c->cl.io.tcp, fd);
   if (err) {
+    /* The handle is initialised (in the loop's list) though it holds no
+     * descriptor: close_now must still close it before the conn is freed. */
     pgg_log(PGG_LOG_WARN, "accept_failed", "reason=%s", pgg_logq(uv_strerror(err)));
     close(fd);
-    c->cl.open = false;
     close_now(c);
     return;
   }
@@ -618,18 +626,23 @@ void pgg_conn_accept_fd(int fd, bool unix_socket)
 static void on_server_connect(pgg_dial *d, int status);
 static void start_relay(conn *c);
 
-static void connect_upstream(conn *c)
+/* at: the one address to dial (a cancel for a session on it), or NULL. */
+static void connect_upstream(conn *c, const struct sockaddr_storage *at)
 {
   c->sv.io.handle.data = &c->sv;
   c->sv.unix_socket = pgg_upstream_is_unix();
   if (pgg_p.opt->server_connect_timeout > 0) {
+    /* Kept: a reload applies to new connections, not to this dial. */
+    c->connect_limit = pgg_p.opt->server_connect_timeout;
     c->connect_timing = true;
-    uv_timer_start(&c->limit_timer, on_limit_timer,
-                   (uint64_t)(pgg_p.opt->server_connect_timeout * 1000.0), 0);
+    uv_timer_start(&c->limit_timer, on_limit_timer, (uint64_t)(c->connect_limit * 1000.0), 0);
   }
   snprintf(c->log_prefix, sizeof c->log_prefix, "conn=%llu ", (unsigned long long)c->id);
   c->dialing = true;
-  pgg_dial_start(&c->dial, &c->sv.io, on_server_connect, c->log_prefix);
+  if (at && !c->sv.unix_socket)
+    pgg_dial_start_at(&c->dial, &c->sv.io, at, on_server_connect, c->log_prefix);
+  else
+    pgg_dial_start(&c->dial, &c->sv.io, on_server_connect, c->log_prefix);
 }
 
 static void on_server_connect(pgg_dial *d, int status)
@@ -714,16 +727,23 @@ static void start_relay(conn *c)
   update_reads(c);
 }
 
-/* A CancelRequest for a session whose request pgguard holds ends that hold. */
-static bool cancel_held(const pgg_startup *st)
+/* The session a CancelRequest names (its server's key), or NULL. */
+static conn *cancel_target(const pgg_startup *st)
 {
   for (conn *t = conns; t; t = t->next) {
     if (t->backend_key_len && t->backend_pid == st->cancel_pid &&
         t->backend_key_len == st->cancel_key_len &&
         memcmp(t->backend_key, st->cancel_key, st->cancel_key_len) == 0)
-      return pgg_hold_cancel(t);
+      return t;
   }
-  return false;
+  return NULL;
+}
+
+/* A CancelRequest for a session whose request pgguard holds ends that hold. */
+static bool cancel_held(const pgg_startup *st)
+{
+  conn *t = cancel_target(st);
+  return t && pgg_hold_cancel(t);
 }
 
 static void startup_packet(conn *c)
@@ -768,7 +788,14 @@ static void startup_packet(conn *c)
     /* The key is the server's own, relayed untouched in BackendKeyData. */
     c->state = ST_CANCEL;
     set_reading(&c->cl, false, NULL);
-    connect_upstream(c);
+    /* To the address the session is on, as libpq sends a cancel to the
+     * address its connection is on: after the name changed (a failover, a
+     * round-robin pool) a fresh dial could reach a server that does not
+     * know the key, and the query would run on. */
+    {
+      const conn *t = cancel_target(&st);
+      connect_upstream(c, t && t->dial.has_peer ? &t->dial.peer : NULL);
+    }
     return;
   case PGG_STARTUP_MESSAGE:
     if (!c->cl.tls && !c->cl.unix_socket && pgg_p.opt->client_tls == PGG_CLIENT_TLS_REQUIRE) {
@@ -795,7 +822,7 @@ static void startup_packet(conn *c)
     }
     c->state = ST_CONNECTING;
     set_reading(&c->cl, false, NULL);
-    connect_upstream(c);
+    connect_upstream(c, NULL);
     return;
   }
 }
@@ -848,9 +875,11 @@ static void startup_bytes(conn *c, const uint8_t *p, size_t n)
   if (n && c->state != ST_CLOSING) {
     /* Bytes after a StartupMessage before the server answered: a client
      * that does not wait. PostgreSQL would read them next; so will we, as
-     * the start of the relayed stream, once connected. */
-    if (c->early.len + n > PGG_MAX_STARTUP_PACKET || pgg_buf_append(&c->early, p, n) != PGG_OK)
-      conn_close(c, "too many bytes before the server answered");
+     * the start of the relayed stream, once connected. However large: the
+     * same bytes in a later read are kept too (update_reads stops reading
+     * once early holds PGG_MAX_STARTUP_PACKET, which bounds the memory). */
+    if (pgg_buf_append(&c->early, p, n) != PGG_OK)
+      conn_close(c, "out of memory");
   }
 }
 

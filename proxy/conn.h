@@ -127,6 +127,7 @@ struct conn {
   bool close_timer_on;
   uv_timer_t limit_timer;   /* --client-login-timeout, then --server-connect-timeout */
   bool connect_timing;      /* limit_timer times the connect to PostgreSQL */
+  double connect_limit;     /* its period per address, as --server-connect-timeout was then */
   uint64_t accepted_ms;     /* uv_now at accept */
 };
 

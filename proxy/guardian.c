@@ -983,6 +983,7 @@ static struct {
   bool busy;     /* a dial is under way, or its socket is closing */
   bool dialing;  /* the dial has not called back yet */
   bool on;
+  uint64_t attempt_ms;  /* uv_now when the dial began or moved to its next address */
 } probe;
 
 void pgg_upstream_accepted(void)
@@ -1012,15 +1013,49 @@ static void probe_connected(pgg_dial *d, int status)
     probe.busy = false;   /* a failed dial leaves no socket open */
 }
 
+/*
+ * An unanswering address would hold the probe for the kernel's two minutes
+ * of SYN retries, and the addresses after it would never be tried. With
+ * --server-connect-timeout set, a client moves on after that period; the
+ * probe asks whether a client can be served, not how soon, so it moves on
+ * at its next tick (a period past readiness' 10 s window would
+ * otherwise let /readyz lapse every cycle while every client gets in), and
+ * gives up on the last address after the client's period.
+ */
+static void probe_check_timeout(void)
+{
+  double limit = pgg_p.opt->server_connect_timeout;
+  uint64_t now = uv_now(pgg_p.loop);
+  double waited = (double)(now - probe.attempt_ms);
+  /* Half a period: ticks come every PROBE_EVERY_MS, give or take a millisecond. */
+  double move_on = PROBE_EVERY_MS / 2;
+  if (limit <= 0 || waited < (limit * 1000.0 < move_on ? limit * 1000.0 : move_on))
+    return;
+  if (pgg_dial_next(&probe.dial)) {
+    probe.attempt_ms = now;
+    return;
+  }
+  if (waited < limit * 1000.0)
+    return;
+  probe.attempt_ms = now;
+  if (!g.configured)
+    pgg_metrics_g.upstream_up = 0;
+  if (pgg_dial_abort(&probe.dial))
+    probe.dialing = probe.busy = false;
+}
+
 static void probe_tick(uv_timer_t *t)
 {
   (void)t;
+  if (probe.dialing && !pgg_p.shutting_down)
+    probe_check_timeout();
   if (probe.busy || pgg_p.shutting_down)
     return;
   if (pgg_p.upstream_ever_ok && uv_now(pgg_p.loop) - pgg_p.upstream_ok_ms < PROBE_EVERY_MS)
     return;   /* a client's connection just showed it */
   probe.busy = true;
   probe.dialing = true;
+  probe.attempt_ms = uv_now(pgg_p.loop);
   pgg_dial_start(&probe.dial, &probe.sock, probe_connected, "probe=yes ");
 }
 

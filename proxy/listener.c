@@ -26,6 +26,8 @@ static struct {
   bool on;
   bool unix_socket;
   char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  dev_t path_dev;           /* the socket file bound, to remove only that one at stop */
+  ino_t path_ino;
   int reserve;              /* a spare descriptor, given up to refuse a client at the limit */
   uv_timer_t pause;         /* accepting paused: no descriptor could be freed */
   uint64_t refused_logged_ms;
@@ -206,28 +208,62 @@ static int listen_fd_unix(const pgg_hostport *hp)
     return -1;
   }
   struct stat st;
+  if (lstat(sa.sun_path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+    /* A regular file, a directory, a symbolic link: someone else's, never removed. */
+    fprintf(stderr, "pgguard: cannot listen on %s: something that is not a socket is there "
+            "(pgguard removes only a stale socket file)\n", sa.sun_path);
+    close(fd);
+    return -1;
+  }
   if (lstat(sa.sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    bool alive = probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0;
+    /* Only a refused connection proves the file stale. Any other failure
+     * (EACCES: another user's server on a 0700 socket in a shared directory)
+     * says nothing about whether someone listens there. */
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int rc = probe >= 0 ? connect(probe, (struct sockaddr *)&sa, sizeof sa) : -1;
+    int why = rc == 0 ? 0 : errno;
     if (probe >= 0)
       close(probe);
-    if (alive) {
+    if (rc == 0 || why == EAGAIN) {
       fprintf(stderr, "pgguard: cannot listen on %s: another process is listening there\n",
               sa.sun_path);
       close(fd);
       return -1;
     }
-    unlink(sa.sun_path);
+    if (why != ECONNREFUSED) {
+      fprintf(stderr, "pgguard: cannot listen on %s: cannot tell whether another process is "
+              "listening there (%s); remove the file if it is stale\n", sa.sun_path,
+              strerror(why));
+      close(fd);
+      return -1;
+    }
+    if (unlink(sa.sun_path) != 0 && errno != ENOENT) {
+      fprintf(stderr, "pgguard: cannot listen on %s: the stale socket file there cannot be "
+              "removed (%s)\n", sa.sun_path, strerror(errno));
+      close(fd);
+      return -1;
+    }
   }
-  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 511) != 0) {
+  /* Who may connect is PostgreSQL's business (its pg_hba.conf), as with
+   * its own unix_socket_permissions default of 0777. The file is created
+   * so (umask 0 around bind) rather than chmod-ed after: in a directory
+   * others may write, the path could be a symbolic link by then, and chmod
+   * follows it. Nothing else runs yet, so the process-wide umask is ours. */
+  mode_t old_umask = umask(0);
+  int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+  int bind_errno = errno;
+  umask(old_umask);
+  errno = bind_errno;
+  if (rc != 0 || listen(fd, 511) != 0) {
     fprintf(stderr, "pgguard: cannot listen on %s: %s\n", sa.sun_path, strerror(errno));
     close(fd);
     return -1;
   }
-  /* Who may connect is PostgreSQL's business (its pg_hba.conf), as with
-   * its own unix_socket_permissions default of 0777. */
-  chmod(sa.sun_path, 0777);
   snprintf(l.path, sizeof l.path, "%s", sa.sun_path);
+  if (lstat(l.path, &st) == 0) {
+    l.path_dev = st.st_dev;
+    l.path_ino = st.st_ino;
+  }
   return fd;
 }
 
@@ -274,7 +310,10 @@ void pgg_listener_stop(void)
     close(l.reserve);
     l.reserve = -1;
   }
-  if (l.path[0])
+  /* Only the file this pgguard bound: if it was removed and another server
+   * listens at the path now, that one's socket stays. */
+  struct stat st;
+  if (l.path[0] && lstat(l.path, &st) == 0 && st.st_dev == l.path_dev && st.st_ino == l.path_ino)
     unlink(l.path);
 }
 

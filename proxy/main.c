@@ -92,6 +92,8 @@ static void on_stop_signal(uv_signal_t *s, int signum)
   uv_timer_start(&drain_timer, on_drain_tick, 0, 50);
 }
 
+static bool fd_limit_holds(int max_client_conn, rlim_t *need, rlim_t *limit);
+
 static void retire(pgg_tls_ctx *ctx)
 {
   if (!ctx)
@@ -117,6 +119,17 @@ static void on_hup(uv_signal_t *s, int signum)
     pgg_log_level = old_level;
     pgg_log(PGG_LOG_ERROR, "reload_failed", "reason=%s",
             pgg_logq("the configuration is invalid (see the message above); keeping the old one"));
+    return;
+  }
+  /* A value start-up would refuse is refused here too. */
+  rlim_t need, limit;
+  if (!fd_limit_holds(next.max_client_conn, &need, &limit)) {
+    char why[200];
+    snprintf(why, sizeof why, "max-client-conn %d needs %llu file descriptors, but the limit is "
+             "%llu; keeping the old configuration", next.max_client_conn,
+             (unsigned long long)need, (unsigned long long)limit);
+    pgg_log_level = old_level;
+    pgg_log(PGG_LOG_ERROR, "reload_failed", "reason=%s", pgg_logq(why));
     return;
   }
   pgg_tls_ctx *client_ctx = NULL, *upstream_ctx = NULL;
@@ -195,10 +208,22 @@ static void log_channel_binding(void)
                    "or channel_binding=disable on the clients"));
 }
 
+/* A Unix-socket upstream whose path does not fit a socket address: refused
+ * at start, never cut short at each connection. */
+static int check_upstream_path(const pgg_options *opt)
+{
+  char path[512];
+  if (opt->upstream.host[0] != '/' || pgg_unix_path(&opt->upstream, path, sizeof path) == PGG_OK)
+    return 0;
+  fprintf(stderr, "pgguard: the upstream Unix socket path %s/.s.PGSQL.%d is too long (at most "
+          "107 bytes)\n", opt->upstream.host, opt->upstream.port);
+  return 2;
+}
+
 static int check_config(pgg_options *opt)
 {
   pgg_p.loop = uv_default_loop();
-  if (tls_setup(opt))
+  if (tls_setup(opt) || check_upstream_path(opt))
     return 2;
   struct sockaddr_storage addr;
   if ((opt->listen.host[0] != '/' && pgg_resolve(&opt->listen, &addr, true)) ||
@@ -234,6 +259,19 @@ static int check_config(pgg_options *opt)
  * Take the hard limit, and refuse a --max-client-conn that cannot fit.
  */
 #define FD_RESERVE 64   /* listeners, the admin port, the guard's connections, logs */
+
+/* Whether max_client_conn clients fit the descriptor limit as it is now. */
+static bool fd_limit_holds(int max_client_conn, rlim_t *need, rlim_t *limit)
+{
+  struct rlimit rl;
+  *need = (rlim_t)max_client_conn * 2 + FD_RESERVE;
+  *limit = 0;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return true;
+  *limit = rl.rlim_cur;
+  return !max_client_conn || rl.rlim_cur == RLIM_INFINITY || *need <= rl.rlim_cur;
+}
+
 static int fd_limit(const pgg_options *opt)
 {
   struct rlimit rl;
@@ -244,12 +282,12 @@ static int fd_limit(const pgg_options *opt)
     if (setrlimit(RLIMIT_NOFILE, &want) == 0)
       rl = want;
   }
-  rlim_t need = (rlim_t)opt->max_client_conn * 2 + FD_RESERVE;
-  if (opt->max_client_conn && rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur) {
+  rlim_t need, limit;
+  if (!fd_limit_holds(opt->max_client_conn, &need, &limit)) {
     fprintf(stderr, "pgguard: --max-client-conn %d needs %llu file descriptors (two per client "
             "and %d more), but the limit is %llu: lower --max-client-conn or raise the limit "
             "(ulimit -n, LimitNOFILE=)\n", opt->max_client_conn, (unsigned long long)need,
-            FD_RESERVE, (unsigned long long)rl.rlim_cur);
+            FD_RESERVE, (unsigned long long)limit);
     return 2;
   }
   pgg_log(PGG_LOG_DEBUG, "fd_limit", "limit=%llu", (unsigned long long)rl.rlim_cur);
@@ -262,7 +300,7 @@ static int run(pgg_options *opt)
   pgg_p.opt = opt;
   pgg_metrics_init();
   signal(SIGPIPE, SIG_IGN);
-  if (fd_limit(opt))
+  if (fd_limit(opt) || check_upstream_path(opt))
     return 2;
 
   int err = pgg_upstream_resolve_now();

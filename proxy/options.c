@@ -367,7 +367,8 @@ static const opt_row rows[] = {
   {.name = "server-connect-timeout", .env = "PGGUARD_SERVER_CONNECT_TIMEOUT", .kind = ARG_SECONDS,
    .metavar = "SECONDS", FIELD(server_connect_timeout), .max = MAX_SECONDS, .value = "15",
    .reload = RELOAD, .pgbouncer = "server_connect_timeout",
-   .help = "give up connecting to PostgreSQL (FATAL 08006); 0: never"},
+   .help = "give up connecting to PostgreSQL (FATAL 08006); bounds each\n"
+           "address of the upstream's name, as libpq's connect_timeout; 0: never"},
   {.name = "tcp-keepalive", .env = "PGGUARD_TCP_KEEPALIVE", .kind = ARG_ONOFF, .metavar = "on|off",
    FIELD(tcp_keepalive), .value = "on", .reload = RELOAD, .pgbouncer = "tcp_keepalive",
    .help = "TCP keepalive on both legs"},

@@ -76,16 +76,20 @@ typedef union {
 } pgg_sock;
 
 /* upstream.c: one connection attempt to the upstream, address after address. */
+typedef struct pgg_addrs pgg_addrs;
 typedef struct pgg_dial {
   pgg_sock *sock;
   void (*done)(struct pgg_dial *d, int status);
   const char *log_prefix;   /* e.g. "conn=12 ", for the log lines */
   uv_connect_t req;
-  size_t next, naddr;       /* the next address to try, of naddr */
+  pgg_addrs *addrs;         /* the addresses this dial walks (a reference), or NULL */
+  size_t next;              /* the next of them to try */
   int last_err;
   bool waiting, resolved, connecting, closing, aborted;
   struct pgg_dial *next_waiter;
   char addr[128];           /* the address being tried, for logs */
+  struct sockaddr_storage peer;  /* the TCP address connected to (has_peer), after done(d, 0) */
+  bool has_peer;
 } pgg_dial;
 
 /*
@@ -96,6 +100,17 @@ typedef struct pgg_dial {
  */
 void pgg_dial_start(pgg_dial *d, pgg_sock *sock, void (*done)(pgg_dial *, int),
                     const char *log_prefix);
+/* The same to one TCP address, looked up nowhere: a session's own server. */
+void pgg_dial_start_at(pgg_dial *d, pgg_sock *sock, const struct sockaddr_storage *addr,
+                       void (*done)(pgg_dial *, int), const char *log_prefix);
+/*
+ * The address being tried takes too long (--server-connect-timeout, which
+ * bounds each address as libpq's connect_timeout does): give it up and try
+ * the next. true: the next address is (or is about to be) tried, with a
+ * period of its own; false: not connecting (waiting for DNS), or no address
+ * is left.
+ */
+bool pgg_dial_next(pgg_dial *d);
 /*
  * Stop a dial that has not called done yet. true: stopped, done will not be
  * called; false: done(d, UV_ECANCELED) follows once the socket is closed.
@@ -105,7 +120,8 @@ bool pgg_dial_abort(pgg_dial *d);
 int pgg_upstream_resolve_now(void);
 bool pgg_upstream_is_unix(void);
 void pgg_upstream_stop(void);
-/* DIR/.s.PGSQL.PORT for a Unix-socket directory given as the host. */
+/* DIR/.s.PGSQL.PORT for a Unix-socket directory given as the host; PGG_ERR_CONFIG
+ * when it does not fit out or a socket address (sun_path: 107 bytes). */
 int pgg_unix_path(const pgg_hostport *hp, char *out, size_t n);
 
 /* ---- the loop-wide state ---- */
