@@ -545,6 +545,28 @@ def pgguard(pg, tmp_path):
     pytest.fail("\n\n".join(problems))
 
 
+@pytest.fixture
+def blackhole():
+  """A loopback port whose accept queue is full: new TCP handshakes get no answer."""
+  lsock = socket.socket()
+  lsock.bind(("127.0.0.1", 0))
+  lsock.listen(0)
+  fill = []
+  for _ in range(4):
+    s = socket.socket()
+    s.setblocking(False)
+    try:
+      s.connect(lsock.getsockname())
+    except BlockingIOError:
+      pass
+    fill.append(s)
+  time.sleep(0.2)
+  yield "127.0.0.1:%d" % lsock.getsockname()[1]
+  for s in fill:
+    s.close()
+  lsock.close()
+
+
 @pytest.fixture(params=["direct", "pgguard"])
 def target(request, pg):
   """The endpoint under test: PostgreSQL itself (validates the test) or pgguard in front of it."""

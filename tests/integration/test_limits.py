@@ -76,28 +76,6 @@ def test_clients_past_max_client_conn_get_53300_and_others_keep_working(pgguard,
   assert metric(gg, REJECTED, reason="max_client_conn") == 1
 
 
-@pytest.fixture
-def blackhole():
-  """A loopback port whose accept queue is full: new TCP handshakes get no answer."""
-  lsock = socket.socket()
-  lsock.bind(("127.0.0.1", 0))
-  lsock.listen(0)
-  fill = []
-  for _ in range(4):
-    s = socket.socket()
-    s.setblocking(False)
-    try:
-      s.connect(lsock.getsockname())
-    except BlockingIOError:
-      pass
-    fill.append(s)
-  time.sleep(0.2)
-  yield "127.0.0.1:%d" % lsock.getsockname()[1]
-  for s in fill:
-    s.close()
-  lsock.close()
-
-
 def test_unanswering_upstream_gives_fatal_08006_after_the_connect_timeout(pgguard, appdb, blackhole):
   gg = pgguard("--server-connect-timeout", "1", upstream=blackhole)
   t0 = time.monotonic()

@@ -319,28 +319,6 @@ def test_clients_hanging_up_at_every_step_of_a_dial_leave_nothing_behind(pg, app
   assert g.stop() == 0
 
 
-@pytest.fixture
-def blackhole():
-  """A loopback port whose accept queue is full: new TCP handshakes get no answer."""
-  lsock = socket.socket()
-  lsock.bind(("127.0.0.1", 0))
-  lsock.listen(0)
-  fill = []
-  for _ in range(4):
-    s = socket.socket()
-    s.setblocking(False)
-    try:
-      s.connect(lsock.getsockname())
-    except BlockingIOError:
-      pass
-    fill.append(s)
-  time.sleep(0.2)
-  yield "127.0.0.1:%d" % lsock.getsockname()[1]
-  for s in fill:
-    s.close()
-  lsock.close()
-
-
 @pytest.mark.parametrize("sig", ["SIGQUIT", "SIGTERM", "SIGINT"])
 def test_a_signal_while_clients_wait_for_an_unanswering_server(pgguard, blackhole, sig):
   import signal
