@@ -391,8 +391,10 @@ static const char q_unmodeled[] =
   " FROM pg_catalog.pg_foreign_data_wrapper x"
   " UNION ALL SELECT 'pg_catalog.pg_foreign_server'::pg_catalog.regclass, x.oid"
   " FROM pg_catalog.pg_foreign_server x"
-  " UNION ALL SELECT 'pg_catalog.pg_user_mapping'::pg_catalog.regclass, x.oid"
-  " FROM pg_catalog.pg_user_mapping x"
+  /* The view, not the table: pg_user_mapping itself is the superuser's only
+   * (it holds passwords), and the admin role should not be one. */
+  " UNION ALL SELECT 'pg_catalog.pg_user_mapping'::pg_catalog.regclass, x.umid"
+  " FROM pg_catalog.pg_user_mappings x"
   " UNION ALL SELECT 'pg_catalog.pg_default_acl'::pg_catalog.regclass, x.oid"
   " FROM pg_catalog.pg_default_acl x"
   ") o CROSS JOIN LATERAL pg_catalog.pg_identify_object(o.classid, o.oid, 0) i"

@@ -853,7 +853,7 @@ static int run_stmts(pgg_admin *a, const pgg_plan *p, int only, const char *owne
                      const pgg_catalog *live, unsigned *ran, unsigned *failed, pgg_buf *err)
 {
   char current[320] = "";   /* the role SET LOCAL last; "" before the first */
-  char sql[340];
+  char sql[400];
   pgg_buf table_owner;
   pgg_buf_init(&table_owner);
   for (size_t i = 0; i < p->n; i++) {
@@ -866,8 +866,29 @@ static int run_stmts(pgg_admin *a, const pgg_plan *p, int only, const char *owne
       if (existing_table_owner(a, s, live, &table_owner))
         want = (const char *)table_owner.data;
       if (strcmp(want, current) != 0) {
-        snprintf(sql, sizeof sql, "SET LOCAL ROLE %s", want);
+        /* In a savepoint when partial-safe: an admin that may not act as
+         * this table's owner (42501) fails this statement, not the repair. */
+        snprintf(sql, sizeof sql, "%sSET LOCAL ROLE %s",
+                 failed ? "SAVEPOINT pgguard_role; " : "", want);
+        size_t mark = err->len;
         int rc = pgg_pq_exec(a->conn, sql, err);
+        if (rc && failed && rc != PGG_ERR_UPSTREAM) {
+          char msg[256];
+          snprintf(msg, sizeof msg, "%s", bstr(err) + mark);
+          pgg_pq_err_rewind(err, mark);
+          pgg_buf scratch;
+          pgg_buf_init(&scratch);
+          rc = pgg_pq_exec(a->conn, "ROLLBACK TO SAVEPOINT pgguard_role", &scratch);
+          pgg_buf_free(&scratch);
+          if (!rc) {
+            if ((*failed)++ == 0)
+              pgg_buf_printf(err, "%s failed: cannot act as the table's owner %s: %s [%s]",
+                             pgg_stmt_kind_name(s->kind), want, msg, s->sql);
+            continue;
+          }
+        }
+        if (!rc && failed)
+          rc = pgg_pq_exec(a->conn, "RELEASE SAVEPOINT pgguard_role", err);
         if (rc) {
           pgg_buf_printf(err, " (setting the role for %s)", pgg_stmt_kind_name(s->kind));
           pgg_buf_free(&table_owner);

@@ -371,3 +371,26 @@ def test_statements_on_an_existing_table_run_as_its_owner(pg, pgguard, tmp_path)
   assert event == "repair_applied", inst.log[-3000:]
   assert db.sql("SELECT DISTINCT added_by, is_super FROM notes") == [(db.owner, False)]
   assert owners(db)["notes_added_by_idx"] == db.owner
+
+
+def test_an_admin_that_may_not_act_as_a_tables_owner_fails_that_statement_only(pg, pgguard,
+                                                                                tmp_path):
+  db = AppDb(pg, "guard_repair_not_owner")
+  admin, password = "limited_admin_x", "pw-limited-x"
+  pg.create_role(admin, password)
+  pg.sql("ALTER ROLE %s CREATEDB" % admin)
+  pg.sql("GRANT %s TO %s" % (db.owner, admin))             # may act as the object owner
+  pg.create_role("other_owner_x", "pw-other-x")           # ... but not as this one
+  db.sql("CREATE TABLE foreign_t (id int PRIMARY KEY)")
+  db.sql("ALTER TABLE foreign_t OWNER TO other_owner_x")
+  schema = tmp_path / "schema.sql"
+  schema.write_text("CREATE TABLE foreign_t (id int PRIMARY KEY, extra text);\n"
+                    "CREATE TABLE fresh (id int PRIMARY KEY);\n")
+  url = pg.url(dbname=db.name, user=admin, password=password)
+  inst = pgguard("--schema", str(schema), "--admin-url", url, "--repair", "eager")
+  line = inst.wait_log(r"event=repair_partial .*", timeout=60).group(0)
+  assert "cannot act as the table" in line and "other_owner_x" in line, line
+  assert "fresh" in db.tables()
+  assert not db.sql("SELECT 1 FROM information_schema.columns WHERE table_name = 'foreign_t'"
+                    " AND column_name = 'extra'")
+  assert password not in inst.log
