@@ -550,7 +550,11 @@ void pgg_pq_err_rewind(pgg_buf *err, size_t len)
 
 int pgg_pq_exec(PGconn *conn, const char *sql, pgg_buf *err)
 {
-  PGresult *res = PQexec(conn, sql);
+  return pgg_pq_done(conn, PQexec(conn, sql), err);
+}
+
+int pgg_pq_done(PGconn *conn, PGresult *res, pgg_buf *err)
+{
   ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
   if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
     PQclear(res);

@@ -88,6 +88,9 @@ void pgg_pq_error(pgg_buf *err, PGconn *conn, const PGresult *res);
 
 /* Run one command that returns no rows; on failure append the error to err. */
 int pgg_pq_exec(PGconn *conn, const char *sql, pgg_buf *err);
+/* The outcome of res (cleared here): PGG_OK for a command or rows, else its
+ * error in err and PGG_ERR_DB, or PGG_ERR_UPSTREAM when the connection is gone. */
+int pgg_pq_done(PGconn *conn, PGresult *res, pgg_buf *err);
 
 /* Forget what was appended to err after its first len bytes. */
 void pgg_pq_err_rewind(pgg_buf *err, size_t len);

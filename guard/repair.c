@@ -84,15 +84,19 @@ static bool runs_as_owner(pgg_stmt_kind k)
  */
 static int exec_stmt(PGconn *conn, const char *sql, pgg_buf *err)
 {
-  PGresult *res = PQexecParams(conn, sql, 0, NULL, NULL, NULL, NULL, 0);
-  ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
-    PQclear(res);
-    return PGG_OK;
-  }
-  pgg_pq_error(err, conn, res);
-  PQclear(res);
-  return PQstatus(conn) == CONNECTION_OK ? PGG_ERR_DB : PGG_ERR_UPSTREAM;
+  return pgg_pq_done(conn, PQexecParams(conn, sql, 0, NULL, NULL, NULL, NULL, 0), err);
+}
+
+/* Back to a savepoint after a refused statement; its own error is not kept. */
+static int rollback_to(pgg_admin *a, const char *savepoint)
+{
+  char sql[96];
+  snprintf(sql, sizeof sql, "ROLLBACK TO SAVEPOINT %s", savepoint);
+  pgg_buf scratch;
+  pgg_buf_init(&scratch);
+  int rc = pgg_pq_exec(a->conn, sql, &scratch);
+  pgg_buf_free(&scratch);
+  return rc;
 }
 
 static char *dup_or_null(const char *s, bool *failed)
@@ -792,11 +796,7 @@ static int run_one(pgg_admin *a, const pgg_stmt *s, unsigned *failed, pgg_buf *e
   snprintf(msg, sizeof msg, "%s", bstr(err) + mark);
   pgg_pq_err_rewind(err, mark);
   if (failed && rc != PGG_ERR_UPSTREAM) {
-    pgg_buf scratch;
-    pgg_buf_init(&scratch);
-    int rb = pgg_pq_exec(a->conn, "ROLLBACK TO SAVEPOINT pgguard_statement", &scratch);
-    pgg_buf_free(&scratch);
-    if (!rb) {
+    if (!rollback_to(a, "pgguard_statement")) {
       if ((*failed)++ == 0)
         pgg_buf_printf(err, "%s failed: %s [%s]", pgg_stmt_kind_name(s->kind), msg, s->sql);
       return PGG_OK;
@@ -876,11 +876,7 @@ static int run_stmts(pgg_admin *a, const pgg_plan *p, int only, const char *owne
           char msg[256];
           snprintf(msg, sizeof msg, "%s", bstr(err) + mark);
           pgg_pq_err_rewind(err, mark);
-          pgg_buf scratch;
-          pgg_buf_init(&scratch);
-          rc = pgg_pq_exec(a->conn, "ROLLBACK TO SAVEPOINT pgguard_role", &scratch);
-          pgg_buf_free(&scratch);
-          if (!rc) {
+          if (!(rc = rollback_to(a, "pgguard_role"))) {
             if ((*failed)++ == 0)
               pgg_buf_printf(err, "%s failed: cannot act as the table's owner %s: %s [%s]",
                              pgg_stmt_kind_name(s->kind), want, msg, s->sql);
