@@ -166,24 +166,31 @@ def test_every_address_of_the_name_is_tried(pg, appdb, pgguard, tmp_path):
 
 # ---- the file-descriptor limit -------------------------------------------------------
 
+def flood(connect, socks, n=60):
+  """Opens n silent clients (kept in socks, for the caller to close); returns what those
+  pgguard refused at once sent before closing."""
+  for _ in range(n):
+    socks.append(connect())
+  time.sleep(0.5)
+  answers = []
+  for s in socks:
+    s.settimeout(0.2)
+    try:
+      data = s.recv(1024)
+    except socket.timeout:
+      continue
+    if data:
+      answers.append(data)
+  return answers
+
+
 def test_clients_past_the_fd_limit_are_answered_counted_and_logged(pg, appdb, pgguard):
   g = pgguard("--max-client-conn", "0", prefix=["prlimit", "--nofile=48:48"])
   # A session made before the limit is reached keeps working throughout.
   keep = g.connect(**appdb)
-  socks, answers = [], []
+  socks = []
   try:
-    for _ in range(60):
-      s = socket.create_connection(("127.0.0.1", g.port), timeout=5)
-      socks.append(s)
-    time.sleep(0.5)
-    for s in socks:
-      s.settimeout(0.2)
-      try:
-        data = s.recv(1024)
-      except socket.timeout:
-        continue
-      if data:
-        answers.append(data)
+    answers = flood(lambda: socket.create_connection(("127.0.0.1", g.port), timeout=5), socks)
     assert answers, "some clients must have been refused at the fd limit"
     for data in answers:
       assert data[:1] == b"E" and b"53300" in data and b"too many clients" in data

@@ -13,7 +13,8 @@ import time
 import pytest
 
 from conftest import free_port
-from test_reach import in_private_hosts, needs_namespaces, short_dir, write_in_place, unix_endpoint
+from test_reach import (flood, in_private_hosts, needs_namespaces, short_dir, unix_endpoint,
+                        write_in_place)
 
 STARTUP = b"user\0app\0database\0appdb\0\0"
 
@@ -393,21 +394,14 @@ def test_unix_clients_past_the_fd_limit_are_answered_and_sessions_survive(pg, ap
               prefix=["prlimit", "--nofile=48:48"])
   ep = unix_endpoint(d, port, pg)
   keep = ep.connect(**appdb)
-  socks, answers = [], []
+  socks = []
+
+  def connect():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    return s
   try:
-    for _ in range(60):
-      s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-      s.connect(path)
-      socks.append(s)
-    time.sleep(0.5)
-    for s in socks:
-      s.settimeout(0.2)
-      try:
-        data = s.recv(1024)
-      except socket.timeout:
-        continue
-      if data:
-        answers.append(data)
+    answers = flood(connect, socks)
     assert answers, "some clients must have been refused at the fd limit"
     for data in answers:
       assert data[:1] == b"E" and b"53300" in data
