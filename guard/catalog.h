@@ -138,10 +138,19 @@ typedef enum {
   PGG_DRIFT_EXTRA,            /* live, not desired: reported, never touched */
   PGG_DRIFT_CONFLICTING,      /* both, but different: reported, never touched */
   PGG_DRIFT_UNSUPPORTED,      /* desired, not live, of a kind pgguard cannot create */
+  /* desired, not live, modeled, but creating it would rewrite or scan a
+   * table with rows under ACCESS EXCLUSIVE: left to a migration (why says
+   * what would) */
+  PGG_DRIFT_NEEDS_MIGRATION,
+  /* desired, not live, and live has one extra object that looks like it
+   * under its old name (a backup older than a RENAME): not created, so the
+   * application's writes do not split between twins. live = the old one. */
+  PGG_DRIFT_SUSPECTED_RENAME,
   PGG_DRIFT__COUNT
 } pgg_drift_state;
 
-const char *pgg_drift_state_name(pgg_drift_state s);   /* "missing", "extra", "conflicting", "unsupported" */
+/* "missing", "extra", "conflicting", "unsupported", "needs_migration", "suspected_rename" */
+const char *pgg_drift_state_name(pgg_drift_state s);
 
 typedef struct {
   pgg_drift_state state;

@@ -15,6 +15,8 @@ const char *pgg_drift_state_name(pgg_drift_state s)
   case PGG_DRIFT_EXTRA: return "extra";
   case PGG_DRIFT_CONFLICTING: return "conflicting";
   case PGG_DRIFT_UNSUPPORTED: return "unsupported";
+  case PGG_DRIFT_NEEDS_MIGRATION: return "needs_migration";
+  case PGG_DRIFT_SUSPECTED_RENAME: return "suspected_rename";
   case PGG_DRIFT__COUNT: break;
   }
   return "unknown";
@@ -461,7 +463,7 @@ int pgg_drift_format_text(const pgg_drift *d, pgg_buf *out)
   for (int s = 0; !err && s < PGG_DRIFT__COUNT; s++) {
     /* Unsupported objects are named only when there are some: the summary
      * line scripts already read stays as it was. */
-    if (s == PGG_DRIFT_UNSUPPORTED && pgg_drift_state_count(d, s) == 0)
+    if (s >= PGG_DRIFT_UNSUPPORTED && pgg_drift_state_count(d, s) == 0)
       continue;
     err = pgg_buf_printf(out, "%s%s:", s ? "; " : "", pgg_drift_state_name(s));
     if (!err && pgg_drift_state_count(d, s) == 0)
@@ -554,17 +556,20 @@ int pgg_json_str(pgg_buf *b, const char *s)
 
 int pgg_drift_format_json(const pgg_drift *d, pgg_buf *out)
 {
-  int err = pgg_buf_printf(out, "{\"missing\": %u, \"extra\": %u, \"conflicting\": %u, "
-                           "\"unsupported\": %u, \"counts\": {",
-                           pgg_drift_state_count(d, PGG_DRIFT_MISSING), pgg_drift_state_count(d, PGG_DRIFT_EXTRA),
-                           pgg_drift_state_count(d, PGG_DRIFT_CONFLICTING),
-                           pgg_drift_state_count(d, PGG_DRIFT_UNSUPPORTED));
-  for (int k = 0; !err && k < PGG_OBJ__COUNT; k++)
-    err = pgg_buf_printf(out, "%s\"%s\": {\"missing\": %u, \"extra\": %u, \"conflicting\": %u, "
-                         "\"unsupported\": %u}",
-                         k ? ", " : "", pgg_obj_kind_name(k), d->counts[k][PGG_DRIFT_MISSING],
-                         d->counts[k][PGG_DRIFT_EXTRA], d->counts[k][PGG_DRIFT_CONFLICTING],
-                         d->counts[k][PGG_DRIFT_UNSUPPORTED]);
+  int err = pgg_buf_append_u8(out, '{');
+  for (int s = 0; !err && s < PGG_DRIFT__COUNT; s++)
+    err = pgg_buf_printf(out, "\"%s\": %u, ", pgg_drift_state_name((pgg_drift_state)s),
+                         pgg_drift_state_count(d, (pgg_drift_state)s));
+  if (!err)
+    err = pgg_buf_printf(out, "\"counts\": {");
+  for (int k = 0; !err && k < PGG_OBJ__COUNT; k++) {
+    err = pgg_buf_printf(out, "%s\"%s\": {", k ? ", " : "", pgg_obj_kind_name(k));
+    for (int s = 0; !err && s < PGG_DRIFT__COUNT; s++)
+      err = pgg_buf_printf(out, "%s\"%s\": %u", s ? ", " : "",
+                           pgg_drift_state_name((pgg_drift_state)s), d->counts[k][s]);
+    if (!err)
+      err = pgg_buf_append_u8(out, '}');
+  }
   if (!err)
     err = pgg_buf_printf(out, "}, \"items\": [");
   bool first = true;

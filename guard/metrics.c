@@ -97,13 +97,20 @@ int pgg_metrics_render(const pgg_metrics *m, pgg_buf *out)
   int err = 0;
 
   err = err ? err : header(out, "pgguard_schema_drift_objects", "gauge",
-                           "Objects of the desired schema by drift state (missing, extra, conflicting, unsupported), from the last check.");
+                           "Objects of the desired schema by drift state (missing, extra, conflicting, unsupported, "
+                           "needs_migration, suspected_rename), from the last check.");
   for (int k = 0; !err && m->drift_known && k < PGG_OBJ__COUNT; k++)
     for (int s = 0; !err && s < PGG_DRIFT__COUNT; s++) {
       /* A kind pgguard creates is never unsupported, one it does not is
        * never missing: those series would only ever read 0. */
       bool modeled = pgg_obj_kind_modeled((pgg_obj_kind)k);
       if ((s == PGG_DRIFT_UNSUPPORTED && modeled) || (s == PGG_DRIFT_MISSING && !modeled))
+        continue;
+      /* Only a column or a constraint can need a migration (an index is
+       * built concurrently), only a table or a column can be a rename. */
+      if (s == PGG_DRIFT_NEEDS_MIGRATION && k != PGG_OBJ_COLUMN && k != PGG_OBJ_CONSTRAINT)
+        continue;
+      if (s == PGG_DRIFT_SUSPECTED_RENAME && k != PGG_OBJ_TABLE && k != PGG_OBJ_COLUMN)
         continue;
       err = pgg_buf_printf(out, "pgguard_schema_drift_objects{kind=\"%s\",state=\"%s\"} %u\n",
                            pgg_obj_kind_name(k), pgg_drift_state_name(s), m->drift[k][s]);

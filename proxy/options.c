@@ -312,7 +312,8 @@ static int set_fail_on(pgg_options *o, const char *name, const char *v)
       p++;
   }
   if (*p || !m)
-    return bad(name, v, "expected a comma-separated list of missing, extra, conflicting, unsupported");
+    return bad(name, v, "expected a comma-separated list of missing, extra, conflicting, unsupported, "
+               "needs_migration, suspected_rename");
   o->fail_on = m;
   return PGG_OK;
 }
@@ -480,7 +481,8 @@ static const opt_row rows[] = {
   {.name = "fail-on", .kind = ARG_CHOICE, .metavar = "STATES", FIELD(fail_on), .set = set_fail_on,
    .value = "missing", .reload = CLI_ONLY,
    .help = "check: the drift states that make it exit 1, comma-separated\n"
-           "from missing, extra, conflicting, unsupported"},
+           "from missing, extra, conflicting, unsupported, needs_migration,\n"
+           "suspected_rename"},
 };
 
 #define NROWS (sizeof rows / sizeof rows[0])

@@ -585,14 +585,15 @@ TEST(json_report_has_totals_counts_and_items)
   diff(&desired, &live, &d);
   const char *json = formatted(&d, true);
   const char *head =
-      "{\"missing\": 1, \"extra\": 0, \"conflicting\": 0, \"unsupported\": 0, \"counts\": {";
+      "{\"missing\": 1, \"extra\": 0, \"conflicting\": 0, \"unsupported\": 0, "
+      "\"needs_migration\": 0, \"suspected_rename\": 0, \"counts\": {";
   CHECK(strncmp(json, head, strlen(head)) == 0);
   CHECK(strstr(json, "\"table\": {\"missing\": 1, \"extra\": 0, \"conflicting\": 0, "
-                     "\"unsupported\": 0}"));
+                     "\"unsupported\": 0, \"needs_migration\": 0, \"suspected_rename\": 0}"));
   CHECK(strstr(json, "\"column\": {\"missing\": 0, \"extra\": 0, \"conflicting\": 0, "
-                     "\"unsupported\": 0}"));
+                     "\"unsupported\": 0, \"needs_migration\": 0, \"suspected_rename\": 0}"));
   CHECK(strstr(json, "\"index\": {\"missing\": 0, \"extra\": 0, \"conflicting\": 0, "
-                     "\"unsupported\": 0}"));
+                     "\"unsupported\": 0, \"needs_migration\": 0, \"suspected_rename\": 0}"));
   CHECK(strstr(json, "\"items\": [{\"state\": \"missing\", \"kind\": \"table\", \"schema\": "
                      "\"public\", \"parent\": null, \"name\": \"developer_projects\", "
                      "\"why\": null}]}"));
@@ -754,7 +755,7 @@ TEST(objects_of_unmodeled_kinds_in_desired_only_are_unsupported_never_missing)
   CHECK(strstr(text, "; unsupported: 1 policy, 1 rule, 1 event trigger, 1 publication, "
                      "1 comment, 1 grant, 1 other object\n"));
   const char *json = formatted(&d, true);
-  CHECK(strstr(json, "\"unsupported\": 7, \"counts\""));
+  CHECK(strstr(json, "\"unsupported\": 7, \"needs_migration\": 0"));
   CHECK(strstr(json, "{\"state\": \"unsupported\", \"kind\": \"rule\", \"schema\": \"public\", "
                      "\"parent\": \"users\", \"name\": \"no_delete\""));
   /* Nothing unsupported is ever planned. */
