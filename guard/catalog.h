@@ -92,6 +92,14 @@ typedef struct {
   char *partition_of;
   /* PGG_OBJ_COLUMN: " COLLATE <qualified>" when not the type's default */
   char *collation;
+  /* PGG_OBJ_COLUMN: its type is a domain with a constraint (NOT NULL or
+   * CHECK, of it or of a domain it is based on): ADD COLUMN checks every
+   * row, so PostgreSQL rewrites the table. */
+  bool checked_domain;
+  /* PGG_OBJ_COLUMN of the desired catalog (pgg_probe_defaults): PostgreSQL
+   * cannot store its default as a missing value (the default is volatile,
+   * or could not be evaluated), so ADD COLUMN rewrites a table with rows. */
+  bool volatile_default;
 } pgg_object;
 
 /*
@@ -190,6 +198,16 @@ int pgg_drift_format_json(const pgg_drift *d, pgg_buf *out);
 int pgg_json_str(pgg_buf *b, const char *s);
 /* Non-implied items of the drift in this state. */
 unsigned pgg_drift_state_count(const pgg_drift *d, pgg_drift_state s);
+/*
+ * Missing columns and constraints whose creation would rewrite or scan a
+ * table with rows under ACCESS EXCLUSIVE (a volatile default, identity, a
+ * stored generated column, a domain with constraints, a key over nullable
+ * columns, an exclusion constraint, an index on a partitioned table) become
+ * PGG_DRIFT_NEEDS_MIGRATION with the reason in why, and so do missing
+ * indexes and constraints naming such a column. Needs has_rows of live
+ * tables (pgg_introspect_has_rows) and volatile_default of desired columns.
+ */
+int pgg_drift_hazards(pgg_drift *d, const pgg_catalog *live);
 
 /* ---- Additive plan (guard/plan.c) ------------------------------------- */
 
@@ -213,8 +231,53 @@ typedef enum {
   PGG_STMT_CREATE_TRIGGER,
   PGG_STMT_SET_OWNED_BY,      /* ALTER SEQUENCE ... OWNED BY, for a sequence owned by none */
   PGG_STMT_REFRESH_MATVIEW,   /* of a materialized view the plan creates: run after COMMIT */
+  /*
+   * Indexes, primary keys and unique constraints of existing tables with
+   * rows: built after COMMIT, outside any transaction, one unit of three at
+   * a time, under pgguard's own name (pgg_build_name) until finished:
+   *   DROP INDEX CONCURRENTLY IF EXISTS <build name>  -- run only when that
+   *       index is INVALID (a build that failed): the one DROP pgguard runs
+   *   CREATE [UNIQUE] INDEX CONCURRENTLY <build name> ON ...
+   *   ALTER INDEX <build name> RENAME TO <name>, or
+   *   ALTER TABLE ... ADD CONSTRAINT <name> PRIMARY KEY|UNIQUE USING INDEX <build name>
+   */
+  PGG_STMT_DROP_INVALID_INDEX,
+  PGG_STMT_CREATE_INDEX_CONCURRENTLY,
+  PGG_STMT_RENAME_INDEX,
+  PGG_STMT_ADD_CONSTRAINT_USING_INDEX,
   PGG_STMT__COUNT
 } pgg_stmt_kind;
+
+/* The kinds from here on run after COMMIT, outside a transaction; so does
+ * a foreign key (PGG_STMT_ADD_CONSTRAINT) that references a key built
+ * there: it follows the units. */
+#define PGG_STMT_FIRST_CONCURRENT PGG_STMT_DROP_INVALID_INDEX
+
+/* "pgguard_build_" and 16 hex digits of a hash of (schema, table, name). */
+#define PGG_BUILD_PREFIX "pgguard_build_"
+#define PGG_BUILD_NAME_LEN 31
+void pgg_build_name(const char *schema, const char *table, const char *name,
+                    char out[PGG_BUILD_NAME_LEN]);
+
+/*
+ * A primary key's or unique constraint's definition (pg_get_constraintdef)
+ * in the one shape an index can be built for concurrently and then attached
+ * with ADD CONSTRAINT ... USING INDEX: `PRIMARY KEY|UNIQUE [NULLS NOT
+ * DISTINCT ](cols)[ INCLUDE (cols)][ DEFERRABLE][ INITIALLY DEFERRED]`.
+ * The spans point into def.
+ */
+typedef struct {
+  bool primary;
+  bool nulls_not_distinct;
+  const char *cols, *include, *deferral;   /* "(a, b)", "(c)" or NULL, " DEFERRABLE..." or "" */
+  size_t cols_len, include_len;
+} pgg_key_def;
+
+bool pgg_key_def_parse(const char *def, pgg_key_def *out);
+/* Calls fn(name) for each column of a key's "(a, "B")" list, unquoted; stops at
+ * the first false. Returns false when the list is not well formed. */
+bool pgg_key_columns(const char *cols, size_t len, bool (*fn)(const char *name, void *arg),
+                     void *arg);
 
 /*
  * A statement whose text the planner could not lex (a function body) is
@@ -233,6 +296,10 @@ typedef struct {
   unsigned relaxed_not_null;
 } pgg_plan;
 
+/* Whether statement i is in the plan's concurrent part (the first
+ * concurrent kind and everything after it). */
+bool pgg_stmt_concurrent(const pgg_plan *p, size_t i);
+
 void pgg_plan_init(pgg_plan *p);
 void pgg_plan_free(pgg_plan *p);
 /*
@@ -249,8 +316,22 @@ void pgg_plan_free(pgg_plan *p);
 int pgg_plan_build(const pgg_drift *d, const pgg_catalog *live, pgg_plan *out);
 /* "CREATE TABLE", "ALTER TABLE ... ADD COLUMN", ...: for messages and reports. */
 const char *pgg_stmt_kind_name(pgg_stmt_kind k);
-/* "CREATE TABLE ..." lines, each ending with ";\n". */
+/* The lock a statement takes on an existing relation and what it may block
+ * (for `plan` and the README); "" for a statement that only creates. */
+const char *pgg_stmt_lock(const pgg_stmt *s);
+/* The statements grouped as they run, a "-- <group>:" line before each
+ * group and a "-- lock: ..." line before each statement that locks an
+ * existing relation; every statement ends with ";\n". */
 int pgg_plan_format(const pgg_plan *p, pgg_buf *out);
+/* How statement i runs: */
+enum {
+  PGG_GROUP_LABELS = 0,    /* enum labels, committed first */
+  PGG_GROUP_MAIN,          /* the one transaction, a savepoint per statement */
+  PGG_GROUP_REFRESH,       /* materialized views filled after COMMIT */
+  PGG_GROUP_CONCURRENT,    /* index builds, on the builder's session */
+};
+int pgg_stmt_group(const pgg_plan *p, size_t i);
+const char *pgg_group_name(int group);
 
 /*
  * Quote an identifier the way PostgreSQL's quote_ident does (always quoting:

@@ -90,7 +90,17 @@ static int load_drift(const pgg_guard_config *cfg, cli_state *s)
     say(cfg, "reading the live catalog: %s", bstr(&err));
     goto out;
   }
-  if ((rc = pgg_diff(&s->desired, &s->live, &s->drift)) != PGG_OK)
+  if ((rc = pgg_diff(&s->desired, &s->live, &s->drift)) != PGG_OK) {
+    fprintf(stderr, "pgguard: computing the drift: %s\n", pgg_strerror(rc));
+    goto out;
+  }
+  /* As the repair sees it: which tables have rows, and so what needs a
+   * migration rather than an additive statement. */
+  if ((rc = pgg_introspect_has_rows(s->conn, &s->drift, &s->live, &err)) != PGG_OK) {
+    say(cfg, "checking tables for rows: %s", bstr(&err));
+    goto out;
+  }
+  if ((rc = pgg_drift_hazards(&s->drift, &s->live)) != PGG_OK)
     fprintf(stderr, "pgguard: computing the drift: %s\n", pgg_strerror(rc));
 out:
   pgg_buf_free(&err);
@@ -159,7 +169,52 @@ int pgg_cli_check(const pgg_guard_config *cfg, bool json, unsigned fail_on)
 }
 
 /* The plan as JSON: {"statements": [{"kind", "sql"}...], "relaxed_not_null", "partial"}. */
-static int plan_json(const pgg_plan *plan, bool partial, pgg_buf *out)
+/* What the plan leaves out on purpose (it would rewrite a table with rows,
+ * or it looks like a rename): one comment line each, or a JSON array. */
+static int held_back(const pgg_drift *d, bool json, pgg_buf *out)
+{
+  int rc = json ? pgg_buf_printf(out, ", \"held_back\": [") : PGG_OK;
+  bool first = true;
+  for (size_t i = 0; !rc && i < d->n; i++) {
+    const pgg_drift_item *it = &d->items[i];
+    if (it->implied || !it->desired ||
+        (it->state != PGG_DRIFT_NEEDS_MIGRATION && it->state != PGG_DRIFT_SUSPECTED_RENAME))
+      continue;
+    const pgg_object *o = it->desired;
+    if (json) {
+      rc = pgg_buf_printf(out, "%s{\"state\": \"%s\", \"kind\": \"%s\", \"schema\": ",
+                          first ? "" : ", ", pgg_drift_state_name(it->state),
+                          pgg_obj_kind_name(o->kind));
+      if (!rc)
+        rc = pgg_json_str(out, o->schema);
+      if (!rc)
+        rc = pgg_buf_printf(out, ", \"parent\": ");
+      if (!rc)
+        rc = pgg_json_str(out, o->parent);
+      if (!rc)
+        rc = pgg_buf_printf(out, ", \"name\": ");
+      if (!rc)
+        rc = pgg_json_str(out, o->name);
+      if (!rc)
+        rc = pgg_buf_printf(out, ", \"why\": ");
+      if (!rc)
+        rc = pgg_json_str(out, it->why);
+      if (!rc)
+        rc = pgg_buf_append_u8(out, '}');
+    } else {
+      rc = pgg_buf_printf(out, "-- not planned, %s: %s %s%s%s.%s: %s\n",
+                          pgg_drift_state_name(it->state), pgg_obj_kind_name(o->kind),
+                          o->schema ? o->schema : "", o->parent ? "." : "",
+                          o->parent ? o->parent : "", o->name, it->why ? it->why : "");
+    }
+    first = false;
+  }
+  if (!rc && json)
+    rc = pgg_buf_append_u8(out, ']');
+  return rc;
+}
+
+static int plan_json(const pgg_plan *plan, const pgg_drift *d, bool partial, pgg_buf *out)
 {
   int rc = pgg_buf_printf(out, "{\"statements\": [");
   for (size_t i = 0; !rc && i < plan->n; i++) {
@@ -171,11 +226,23 @@ static int plan_json(const pgg_plan *plan, bool partial, pgg_buf *out)
     if (!rc)
       rc = pgg_json_str(out, plan->stmts[i].sql);
     if (!rc)
+      rc = pgg_buf_printf(out, ", \"group\": %d, \"runs\": ", pgg_stmt_group(plan, i));
+    if (!rc)
+      rc = pgg_json_str(out, pgg_group_name(pgg_stmt_group(plan, i)));
+    if (!rc)
+      rc = pgg_buf_printf(out, ", \"lock\": ");
+    if (!rc)
+      rc = pgg_json_str(out, pgg_stmt_lock(&plan->stmts[i]));
+    if (!rc)
       rc = pgg_buf_printf(out, "}");
   }
   if (!rc)
-    rc = pgg_buf_printf(out, "], \"relaxed_not_null\": %u, \"partial\": %s}\n",
+    rc = pgg_buf_printf(out, "], \"relaxed_not_null\": %u, \"partial\": %s",
                         plan->relaxed_not_null, partial ? "true" : "false");
+  if (!rc)
+    rc = held_back(d, true, out);
+  if (!rc)
+    rc = pgg_buf_printf(out, "}\n");
   return rc;
 }
 
@@ -192,15 +259,9 @@ int pgg_cli_plan(const pgg_guard_config *cfg, bool json)
   pgg_buf_init(&out);
   pgg_buf_init(&err);
   int code = EXIT_CLEAN;
-  /* The same row check the repair makes, so the plan shows NOT NULL columns
-   * exactly as the repair would add them. */
-  int rc = pgg_introspect_has_rows(s.conn, &s.drift, &s.live, &err);
-  if (rc) {
-    say(cfg, "checking tables for rows: %s", bstr(&err));
-    code = EXIT_ERROR;
-    goto out;
-  }
-  rc = pgg_plan_build(&s.drift, &s.live, &plan);
+  /* load_drift made the repair's row check, so the plan shows NOT NULL
+   * columns and index builds exactly as the repair would run them. */
+  int rc = pgg_plan_build(&s.drift, &s.live, &plan);
   bool partial = rc == PGG_ERR_SCHEMA;
   if (partial)
     rc = PGG_OK;
@@ -210,7 +271,7 @@ int pgg_cli_plan(const pgg_guard_config *cfg, bool json)
     goto out;
   }
   if (json) {
-    rc = plan_json(&plan, partial, &out);
+    rc = plan_json(&plan, &s.drift, partial, &out);
   } else if (plan.n == 0) {
     rc = pgg_buf_printf(&out, "-- nothing to repair\n");
   } else {
@@ -222,6 +283,8 @@ int pgg_cli_plan(const pgg_guard_config *cfg, bool json)
   if (!rc && partial && !json)
     rc = pgg_buf_printf(&out, "-- some missing objects cannot be created additively "
                         "and are left out (see pgguard check)\n");
+  if (!rc && !json)
+    rc = held_back(&s.drift, false, &out);
   if (rc || write_out(&out) != 0) {
     fprintf(stderr, "pgguard: cannot write the plan\n");
     code = EXIT_ERROR;

@@ -635,6 +635,8 @@ static int read_shadow(const char *conninfo, const char *dbname, const pgg_pq_ho
   int rc = pgg_introspect(conn, desired, err);
   if (!rc)
     rc = pgg_introspect_routines(conn, desired, err);
+  if (!rc)
+    rc = pgg_probe_defaults(conn, desired, err);
   PQfinish(conn);
   return rc;
 }

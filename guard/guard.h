@@ -70,6 +70,9 @@ typedef struct {
   char error[512];                                /* why it failed */
   unsigned failed_statements;                     /* APPLIED, but these were rolled back */
   double seconds;
+  /* The plan's concurrent units (PGG_STMT_FIRST_CONCURRENT on), for
+   * pgg_builder_run after the repair has answered its waiters. */
+  pgg_plan builds;
 } pgg_repair_result;
 
 void pgg_repair_result_free(pgg_repair_result *r);
@@ -160,6 +163,36 @@ pgg_server_match pgg_admin_server(const pgg_admin *a, const char **why);
 #define PGG_SHADOW_USE_KEY 0x70676773 /* "pggs" */
 /* Pruning old shadow databases: one pgguard at a time, in the maintenance database. */
 #define PGG_SHADOW_PRUNE_KEY (PGG_ADVISORY_KEY + 2)
+
+/*
+ * Indexes and keys of tables with rows, built CONCURRENTLY after the
+ * repair committed (guard/build.c): on a session of their own, so neither
+ * a waiting request's replay nor the next repair waits for a build, and
+ * single-flight across sidecars under the session-level advisory lock
+ * PGG_BUILD_KEY (a sidecar that finds it taken leaves the builds to its
+ * holder). statement_timeout is off for them; lock_timeout still bounds
+ * every wait, the waits for older transactions included.
+ */
+#define PGG_BUILD_KEY (PGG_ADVISORY_KEY + 3)
+
+typedef struct {
+  unsigned built;        /* units finished */
+  unsigned failed;       /* units that failed; the first one's error is in error */
+  bool busy;             /* another pgguard holds PGG_BUILD_KEY: nothing was done */
+  char error[512];
+  double seconds;
+} pgg_build_result;
+
+typedef struct pgg_builder pgg_builder;
+
+pgg_builder *pgg_builder_new(void);
+void pgg_builder_free(pgg_builder *b);
+/* Run the units (three statements each, see PGG_STMT_DROP_INVALID_INDEX).
+ * PGG_OK when the session worked (units may still have failed). */
+int pgg_builder_run(pgg_builder *b, const char *conninfo, int lock_timeout_ms,
+                    const pgg_plan *units, pgg_build_result *out);
+/* From another thread: cancel the running statement and start no other. */
+void pgg_builder_cancel(pgg_builder *b);
 
 /* `pgguard check` and `pgguard plan`: print, return the process exit code. */
 /* check: 0 clean, 1 drift in a state of fail_on (1 << pgg_drift_state; 0 means missing), 2 error */

@@ -101,7 +101,14 @@ static const char q_columns[] =
   " pg_catalog.pg_get_expr(d.adbin, d.adrelid), a.attidentity,"
   " a.attgenerated, a.attnum,"
   " " COLLATE_OF("a.attcollation", "(SELECT t.typcollation FROM pg_catalog.pg_type t"
-                 " WHERE t.oid = a.atttypid)")
+                 " WHERE t.oid = a.atttypid)") ","
+  /* A domain's constraints, its base domains' included. */
+  " EXISTS (WITH RECURSIVE dom(oid) AS (SELECT a.atttypid UNION ALL"
+  " SELECT t.typbasetype FROM dom JOIN pg_catalog.pg_type t ON t.oid = dom.oid"
+  " WHERE t.typtype = 'd')"
+  " SELECT 1 FROM dom JOIN pg_catalog.pg_type t ON t.oid = dom.oid"
+  " WHERE t.typtype = 'd' AND (t.typnotnull OR EXISTS (SELECT 1"
+  " FROM pg_catalog.pg_constraint k WHERE k.contypid = t.oid)))"
   " FROM pg_catalog.pg_attribute a"
   " JOIN pg_catalog.pg_class c ON c.oid = a.attrelid"
   " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
@@ -828,7 +835,8 @@ static int parse_columns(const PGresult *res, pgg_catalog *out)
                     .identity = PQgetvalue(res, i, 6)[0],
                     .generated = PQgetvalue(res, i, 7)[0],
                     .position = atoi(PQgetvalue(res, i, 8)),
-                    .collation = field(res, i, 9)};
+                    .collation = field(res, i, 9),
+                    .checked_domain = PQgetvalue(res, i, 10)[0] == 't'};
     rc = pgg_catalog_add(out, &o);
   }
   return rc;
@@ -1100,14 +1108,40 @@ int pgg_introspect_routines(PGconn *conn, pgg_catalog *out, pgg_buf *err)
 /*
  * Does planning this missing object depend on whether its existing table has
  * rows? A NOT NULL column without a default cannot be added to one (the
- * planner adds it nullable), and a check constraint is added NOT VALID so
- * old rows are neither scanned nor able to fail it.
+ * planner adds it nullable), a check constraint is added NOT VALID, an
+ * index or key is built concurrently, and a column or key that would
+ * rewrite or scan it needs a migration (pgg_drift_hazards).
  */
 static bool depends_on_rows(const pgg_object *o)
 {
-  if (o->kind == PGG_OBJ_COLUMN)
-    return o->not_null && !o->default_expr && !o->identity && !o->generated;
-  return o->kind == PGG_OBJ_CONSTRAINT && o->contype == 'c';
+  return o->kind == PGG_OBJ_COLUMN || o->kind == PGG_OBJ_CONSTRAINT || o->kind == PGG_OBJ_INDEX;
+}
+
+/*
+ * One table's answer, in a savepoint (or a transaction of its own) with a
+ * short lock_timeout: the read takes ACCESS SHARE, which a migration's
+ * ACCESS EXCLUSIVE would make it wait for. A table that cannot be read (no
+ * privilege, locked) counts as having rows: the careful answer.
+ */
+static int ask_rows(PGconn *conn, const char *sql, bool *rows, pgg_buf *err)
+{
+  bool in_xact = PQtransactionStatus(conn) == PQTRANS_INTRANS;
+  int rc = pgg_pq_exec(conn, in_xact ? "SAVEPOINT pgg_rows" : "BEGIN", err);
+  if (!rc)
+    rc = pgg_pq_exec(conn, "SET LOCAL lock_timeout = '1s'", err);
+  if (rc)
+    return rc;
+  PGresult *res = PQexec(conn, sql);
+  *rows = !(res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+            PQgetvalue(res, 0, 0)[0] == 'f');
+  PQclear(res);
+  if (PQstatus(conn) != CONNECTION_OK) {
+    pgg_buf_printf(err, "the session was lost checking a table for rows");
+    return PGG_ERR_UPSTREAM;
+  }
+  /* Rolled back either way: that also ends the SET LOCAL. */
+  return pgg_pq_exec(conn, in_xact ? "ROLLBACK TO SAVEPOINT pgg_rows; RELEASE pgg_rows"
+                                   : "ROLLBACK", err);
 }
 
 int pgg_introspect_has_rows(PGconn *conn, const pgg_drift *d, pgg_catalog *live,
@@ -1116,6 +1150,9 @@ int pgg_introspect_has_rows(PGconn *conn, const pgg_drift *d, pgg_catalog *live,
   pgg_buf q;
   pgg_buf_init(&q);
   int rc = PGG_OK;
+  bool *asked = calloc(live->n ? live->n : 1, sizeof *asked);
+  if (!asked)
+    return PGG_ERR_NOMEM;
   for (size_t i = 0; i < d->n && !rc; i++) {
     const pgg_drift_item *it = &d->items[i];
     if (it->state != PGG_DRIFT_MISSING || it->implied || !it->desired ||
@@ -1123,8 +1160,9 @@ int pgg_introspect_has_rows(PGconn *conn, const pgg_drift *d, pgg_catalog *live,
       continue;
     const pgg_object *t = pgg_catalog_find(live, PGG_OBJ_TABLE, it->desired->schema,
                                            NULL, it->desired->parent);
-    if (!t || t->has_rows)
+    if (!t || asked[t - live->objs])
       continue;
+    asked[t - live->objs] = true;
     pgg_buf_reset(&q);
     rc = pgg_buf_printf(&q, "SELECT EXISTS (SELECT 1 FROM ");
     if (!rc)
@@ -1135,16 +1173,16 @@ int pgg_introspect_has_rows(PGconn *conn, const pgg_drift *d, pgg_catalog *live,
       rc = pgg_quote_ident(&q, t->name);
     if (!rc)
       rc = pgg_buf_printf(&q, ")");
-    if (rc)
-      break;
-    PGresult *res = query(conn, (const char *)q.data, err, &rc);
-    if (!res)
-      break;
+    if (!rc)
+      rc = pgg_buf_append_u8(&q, 0);
+    bool rows = true;
+    if (!rc)
+      rc = ask_rows(conn, (const char *)q.data, &rows, err);
     /* live is ours to change: find() hands back a pointer into live->objs. */
-    if (PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't')
-      live->objs[t - live->objs].has_rows = true;
-    PQclear(res);
+    if (!rc)
+      live->objs[t - live->objs].has_rows = rows;
   }
+  free(asked);
   pgg_buf_free(&q);
   return rc;
 }

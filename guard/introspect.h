@@ -30,11 +30,17 @@ int pgg_introspect(PGconn *conn, pgg_catalog *out, pgg_buf *err);
 int pgg_introspect_routines(PGconn *conn, pgg_catalog *out, pgg_buf *err);
 
 /*
- * For every live table that would get a missing NOT NULL column without a
- * default (or a missing check constraint), ask whether it holds a row and
- * set has_rows on its live object: the planner then adds such a column
- * nullable (the check NOT VALID) instead of failing on the rows.
+ * For every live table that would get a missing column, constraint or
+ * index, ask whether it holds a row and set has_rows on its live object:
+ * the planner then adds a NOT NULL column nullable, a check NOT VALID and
+ * an index concurrently, and pgg_drift_hazards holds back what would
+ * rewrite it. A table that cannot be read (privilege, a lock held past
+ * one second) counts as having rows.
  */
+/* Mark desired columns whose default PostgreSQL cannot add without a
+ * rewrite (guard/hazard.c): run on a session of the shadow database. */
+int pgg_probe_defaults(PGconn *conn, pgg_catalog *desired, pgg_buf *err);
+
 int pgg_introspect_has_rows(PGconn *conn, const pgg_drift *d, pgg_catalog *live,
                             pgg_buf *err);
 

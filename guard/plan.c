@@ -6,6 +6,7 @@
 #include "catalog.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,11 +23,52 @@ void pgg_plan_free(pgg_plan *p)
   pgg_plan_init(p);
 }
 
+int pgg_stmt_group(const pgg_plan *p, size_t i)
+{
+  if (pgg_stmt_concurrent(p, i))
+    return PGG_GROUP_CONCURRENT;
+  switch (p->stmts[i].kind) {
+  case PGG_STMT_ADD_ENUM_VALUE: return PGG_GROUP_LABELS;
+  case PGG_STMT_REFRESH_MATVIEW: return PGG_GROUP_REFRESH;
+  default: return PGG_GROUP_MAIN;
+  }
+}
+
+const char *pgg_group_name(int group)
+{
+  switch (group) {
+  case PGG_GROUP_LABELS:
+    return "committed first, in a transaction of its own (PostgreSQL cannot use an enum "
+           "label in the transaction that adds it)";
+  case PGG_GROUP_MAIN:
+    return "one transaction under the repair lock, lock_timeout and statement_timeout set; "
+           "each statement in a savepoint, so a refused one is rolled back alone";
+  case PGG_GROUP_REFRESH:
+    return "after COMMIT, each in a transaction of its own";
+  default:
+    return "after COMMIT, on a session of its own, outside any transaction, single-flight "
+           "across sidecars; no statement_timeout, lock_timeout bounds each wait; the DROP runs "
+           "only when pgguard's own build is INVALID";
+  }
+}
+
+/* The statements, grouped as they run, each with the lock it takes. */
 int pgg_plan_format(const pgg_plan *p, pgg_buf *out)
 {
   int err = PGG_OK;
+  int group = -1;
   for (size_t i = 0; !err && i < p->n; i++) {
-    err = pgg_buf_append(out, p->stmts[i].sql, strlen(p->stmts[i].sql));
+    const pgg_stmt *s = &p->stmts[i];
+    int g = pgg_stmt_group(p, i);
+    if (g != group) {
+      err = pgg_buf_printf(out, "%s-- %s:\n", group < 0 ? "" : "\n", pgg_group_name(g));
+      group = g;
+    }
+    const char *lock = pgg_stmt_lock(s);
+    if (!err && *lock)
+      err = pgg_buf_printf(out, "-- lock: %s\n", lock);
+    if (!err)
+      err = pgg_buf_append(out, s->sql, strlen(s->sql));
     if (!err)
       err = pgg_buf_append(out, ";\n", 2);
   }
@@ -160,7 +202,22 @@ static bool kind_prefix_ok(pgg_stmt_kind kind, const char *sql)
   case PGG_STMT_CREATE_INDEX:
     return has_prefix(sql, "CREATE INDEX ") || has_prefix(sql, "CREATE UNIQUE INDEX ");
   case PGG_STMT_ADD_CONSTRAINT:
-    return has_prefix(sql, "ALTER TABLE \"") && strstr(sql, "\" ADD CONSTRAINT \"");
+    return has_prefix(sql, "ALTER TABLE \"") && strstr(sql, "\" ADD CONSTRAINT \"") &&
+           !strstr(sql, " USING INDEX ");
+  case PGG_STMT_DROP_INVALID_INDEX:
+    /* The one DROP: of an index named by pgguard, nothing else. */
+    return has_prefix(sql, "DROP INDEX CONCURRENTLY IF EXISTS \"") &&
+           strstr(sql, ".\"" PGG_BUILD_PREFIX) && strlen(strstr(sql, ".\"" PGG_BUILD_PREFIX)) ==
+           2 + PGG_BUILD_NAME_LEN;
+  case PGG_STMT_CREATE_INDEX_CONCURRENTLY:
+    return has_prefix(sql, "CREATE INDEX CONCURRENTLY \"" PGG_BUILD_PREFIX) ||
+           has_prefix(sql, "CREATE UNIQUE INDEX CONCURRENTLY \"" PGG_BUILD_PREFIX);
+  case PGG_STMT_RENAME_INDEX:
+    return has_prefix(sql, "ALTER INDEX \"") && strstr(sql, ".\"" PGG_BUILD_PREFIX) &&
+           strstr(sql, "\" RENAME TO \"");
+  case PGG_STMT_ADD_CONSTRAINT_USING_INDEX:
+    return has_prefix(sql, "ALTER TABLE \"") && strstr(sql, "\" ADD CONSTRAINT \"") &&
+           strstr(sql, " USING INDEX \"" PGG_BUILD_PREFIX);
   case PGG_STMT__COUNT: break;
   }
   return false;
@@ -182,6 +239,9 @@ typedef struct {
   unsigned refused;           /* objects skipped instead of planned */
   const pgg_object **refresh; /* materialized views created WITH NO DATA */
   size_t nrefresh;
+  pgg_plan later;             /* the concurrent units, appended last */
+  const pgg_object **built_keys;  /* keys built in the concurrent part */
+  size_t nbuilt_keys;
 } planner;
 
 static int cmp_str(const char *a, const char *b)
@@ -761,9 +821,9 @@ static int plan_columns(planner *pl)
  * pg_get_indexdef's shape: `CREATE [UNIQUE ]INDEX <name> ON ...`, the name
  * bare (lower case) or quoted. CONCURRENTLY, IF NOT EXISTS or a missing name
  * never come from it, and CONCURRENTLY would fail inside the repair's
- * transaction anyway.
+ * transaction anyway. Returns where " ON " starts, or NULL.
  */
-static bool index_shape_ok(const char *def)
+static const char *index_on(const char *def)
 {
   const char *p;
   if (has_prefix(def, "CREATE INDEX "))
@@ -771,23 +831,285 @@ static bool index_shape_ok(const char *def)
   else if (has_prefix(def, "CREATE UNIQUE INDEX "))
     p = def + strlen("CREATE UNIQUE INDEX ");
   else
-    return false;
+    return NULL;
   const char *name = p;
   if (*p == '"') {
     for (p++; *p && !(*p == '"' && p[1] != '"'); p += (*p == '"') ? 2 : 1)
       ;
     if (!*p)
-      return false;
+      return NULL;
     p++;
   } else {
     if (!((*p >= 'a' && *p <= 'z') || *p == '_'))
-      return false;
+      return NULL;
     while ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '$')
       p++;
     if ((size_t)(p - name) == strlen("concurrently") && !strncmp(name, "concurrently", 12))
-      return false;
+      return NULL;
   }
-  return has_prefix(p, " ON ");
+  return has_prefix(p, " ON ") ? p : NULL;
+}
+
+/* ---- indexes and keys of tables with rows: built concurrently ----------- */
+
+void pgg_build_name(const char *schema, const char *table, const char *name,
+                    char out[PGG_BUILD_NAME_LEN])
+{
+  /* FNV-1a over the three names, each with its terminator. */
+  uint64_t h = 0xcbf29ce484222325ULL;
+  const char *parts[3] = {schema, table, name};
+  for (int i = 0; i < 3; i++) {
+    const unsigned char *p = (const unsigned char *)(parts[i] ? parts[i] : "");
+    do {
+      h ^= *p;
+      h *= 0x100000001b3ULL;
+    } while (*p++);
+  }
+  snprintf(out, PGG_BUILD_NAME_LEN, PGG_BUILD_PREFIX "%016llx", (unsigned long long)h);
+}
+
+/* p at '(': the end of its bracketed list (after ')'), quotes honoured; NULL if unbalanced. */
+static const char *list_end(const char *p)
+{
+  if (*p != '(')
+    return NULL;
+  int depth = 0;
+  for (; *p; p++) {
+    if (*p == '"') {
+      for (p++; *p && !(*p == '"' && p[1] != '"'); p += (*p == '"') ? 2 : 1)
+        ;
+      if (!*p)
+        return NULL;
+    } else if (*p == '(') {
+      depth++;
+    } else if (*p == ')' && --depth == 0) {
+      return p + 1;
+    }
+  }
+  return NULL;
+}
+
+bool pgg_key_def_parse(const char *def, pgg_key_def *out)
+{
+  memset(out, 0, sizeof *out);
+  const char *p = def;
+  if (has_prefix(p, "PRIMARY KEY ")) {
+    out->primary = true;
+    p += strlen("PRIMARY KEY ");
+  } else if (has_prefix(p, "UNIQUE ")) {
+    p += strlen("UNIQUE ");
+    if (has_prefix(p, "NULLS NOT DISTINCT ")) {
+      out->nulls_not_distinct = true;
+      p += strlen("NULLS NOT DISTINCT ");
+    }
+  } else {
+    return false;
+  }
+  const char *e = list_end(p);
+  if (!e)
+    return false;
+  out->cols = p;
+  out->cols_len = (size_t)(e - p);
+  p = e;
+  if (has_prefix(p, " INCLUDE ")) {
+    p += strlen(" INCLUDE ");
+    if (!(e = list_end(p)))
+      return false;
+    out->include = p;
+    out->include_len = (size_t)(e - p);
+    p = e;
+  }
+  /* Only the deferral may follow: a WITH (...) or a tablespace has no
+   * USING INDEX form that keeps it. */
+  if (*p && strcmp(p, " DEFERRABLE") != 0 && strcmp(p, " DEFERRABLE INITIALLY DEFERRED") != 0)
+    return false;
+  out->deferral = p;
+  return true;
+}
+
+bool pgg_key_columns(const char *cols, size_t len, bool (*fn)(const char *name, void *arg),
+                     void *arg)
+{
+  if (len < 2 || cols[0] != '(' || cols[len - 1] != ')')
+    return false;
+  const char *p = cols + 1, *end = cols + len - 1;
+  char name[256];
+  while (p < end) {
+    size_t n = 0;
+    if (*p == '"') {
+      for (p++; p < end && !(*p == '"' && p[1] != '"'); p += (*p == '"') ? 2 : 1)
+        if (n + 1 < sizeof name)
+          name[n++] = *p;
+      if (p >= end)
+        return false;
+      p++;
+    } else {
+      while (p < end && *p != ',')
+        if (n + 1 < sizeof name)
+          name[n++] = *p++;
+        else
+          p++;
+    }
+    name[n] = 0;
+    if (!n || (p < end && !has_prefix(p, ", ")))
+      return false;
+    if (p < end)
+      p += 2;
+    if (!fn(name, arg))
+      return true;
+  }
+  return true;
+}
+
+/*
+ * One unit of three statements, all or none (the gate may refuse any of
+ * them): the drop of pgguard's own INVALID build, the build, and its
+ * finish. Appended to the concurrent part, after everything transactional.
+ */
+static int emit_unit(planner *pl, const char *schema, const char *build, pgg_stmt_kind build_kind,
+                     const char *build_sql_rest, pgg_stmt_kind finish_kind,
+                     const char *finish_sql)
+{
+  pgg_plan unit;
+  pgg_plan_init(&unit);
+  pgg_plan *saved = pl->out;
+  pl->out = &unit;
+  int err = put(pl, "DROP INDEX CONCURRENTLY IF EXISTS ");
+  if (!err)
+    err = put_qualified(pl, schema, build);
+  if (!err)
+    err = emit(pl, PGG_STMT_DROP_INVALID_INDEX);
+  if (!err)
+    err = put(pl, build_sql_rest);
+  if (!err)
+    err = emit(pl, build_kind);
+  if (!err)
+    err = put(pl, finish_sql);
+  if (!err)
+    err = emit(pl, finish_kind);
+  pl->out = saved;
+  for (size_t i = 0; !err && unit.n == 3 && i < unit.n; i++) {
+    pgg_plan *l = &pl->later;
+    if (l->n == l->cap) {
+      size_t cap = l->cap ? l->cap * 2 : 8;
+      pgg_stmt *v = cap > SIZE_MAX / sizeof *v ? NULL : realloc(l->stmts, cap * sizeof *v);
+      if (!v) {
+        err = PGG_ERR_NOMEM;
+        break;
+      }
+      l->stmts = v;
+      l->cap = cap;
+    }
+    l->stmts[l->n++] = unit.stmts[i];
+    unit.stmts[i].sql = NULL;
+  }
+  if (!err && unit.n != 3)
+    pl->refused++;  /* emit() counted the refused one; the unit goes with it */
+  pgg_plan_free(&unit);
+  return err;
+}
+
+/* `CREATE [UNIQUE] INDEX CONCURRENTLY <build> ON ...`, then the rename. */
+static int plan_index_build(planner *pl, const pgg_object *x, const char *on)
+{
+  char build[PGG_BUILD_NAME_LEN];
+  pgg_build_name(x->schema, x->parent, x->name, build);
+  pgg_buf a, b;
+  pgg_buf_init(&a);
+  pgg_buf_init(&b);
+  int err = pgg_buf_printf(&a, "%s", has_prefix(x->definition, "CREATE UNIQUE ")
+                                         ? "CREATE UNIQUE INDEX CONCURRENTLY "
+                                         : "CREATE INDEX CONCURRENTLY ");
+  if (!err)
+    err = pgg_quote_ident(&a, build);
+  if (!err && !sql_text_safe(on))
+    pl->bad = true;
+  if (!err)
+    err = pgg_buf_printf(&a, "%s", on);
+  if (!err)
+    err = pgg_buf_printf(&b, "ALTER INDEX ");
+  if (!err)
+    err = pgg_quote_ident(&b, x->schema);
+  if (!err)
+    err = pgg_buf_printf(&b, ".");
+  if (!err)
+    err = pgg_quote_ident(&b, build);
+  if (!err)
+    err = pgg_buf_printf(&b, " RENAME TO ");
+  if (!err)
+    err = pgg_quote_ident(&b, x->name);
+  if (!err)
+    err = pgg_buf_append_u8(&a, 0);
+  if (!err)
+    err = pgg_buf_append_u8(&b, 0);
+  if (!err)
+    err = emit_unit(pl, x->schema, build, PGG_STMT_CREATE_INDEX_CONCURRENTLY,
+                    (const char *)a.data, PGG_STMT_RENAME_INDEX, (const char *)b.data);
+  pgg_buf_free(&a);
+  pgg_buf_free(&b);
+  return err;
+}
+
+/* A key of an existing table with rows: its unique index built
+ * concurrently, then attached. False when its shape has no such form. */
+static int plan_key_build(planner *pl, const pgg_object *k, const pgg_key_def *kd)
+{
+  char build[PGG_BUILD_NAME_LEN];
+  pgg_build_name(k->schema, k->parent, k->name, build);
+  pgg_buf a, b;
+  pgg_buf_init(&a);
+  pgg_buf_init(&b);
+  int err = pgg_buf_printf(&a, "CREATE UNIQUE INDEX CONCURRENTLY ");
+  if (!err)
+    err = pgg_quote_ident(&a, build);
+  if (!err)
+    err = pgg_buf_printf(&a, " ON ");
+  if (!err)
+    err = pgg_quote_ident(&a, k->schema);
+  if (!err)
+    err = pgg_buf_printf(&a, ".");
+  if (!err)
+    err = pgg_quote_ident(&a, k->parent);
+  if (!err)
+    err = pgg_buf_printf(&a, " USING btree %.*s", (int)kd->cols_len, kd->cols);
+  if (!err && kd->include)
+    err = pgg_buf_printf(&a, " INCLUDE %.*s", (int)kd->include_len, kd->include);
+  if (!err && kd->nulls_not_distinct)
+    err = pgg_buf_printf(&a, " NULLS NOT DISTINCT");
+  if (!err)
+    err = pgg_buf_printf(&b, "ALTER TABLE ");
+  if (!err)
+    err = pgg_quote_ident(&b, k->schema);
+  if (!err)
+    err = pgg_buf_printf(&b, ".");
+  if (!err)
+    err = pgg_quote_ident(&b, k->parent);
+  if (!err)
+    err = pgg_buf_printf(&b, " ADD CONSTRAINT ");
+  if (!err)
+    err = pgg_quote_ident(&b, k->name);
+  if (!err)
+    err = pgg_buf_printf(&b, " %s USING INDEX ", kd->primary ? "PRIMARY KEY" : "UNIQUE");
+  if (!err)
+    err = pgg_quote_ident(&b, build);
+  if (!err)
+    err = pgg_buf_printf(&b, "%s", kd->deferral);
+  if (!err)
+    err = pgg_buf_append_u8(&a, 0);
+  if (!err)
+    err = pgg_buf_append_u8(&b, 0);
+  if (!err && (!sql_text_safe((const char *)a.data) || !sql_text_safe((const char *)b.data)))
+    pl->bad = true;
+  size_t before = pl->later.n;
+  if (!err)
+    err = emit_unit(pl, k->schema, build, PGG_STMT_CREATE_INDEX_CONCURRENTLY,
+                    (const char *)a.data, PGG_STMT_ADD_CONSTRAINT_USING_INDEX,
+                    (const char *)b.data);
+  if (!err && pl->later.n > before)
+    pl->built_keys[pl->nbuilt_keys++] = k;
+  pgg_buf_free(&a);
+  pgg_buf_free(&b);
+  return err;
 }
 
 /* Indexes of tables (on_views false) or of materialized views, which come
@@ -813,8 +1135,14 @@ static int plan_indexes(planner *pl, bool on_views)
     /* pg_get_indexdef already names the index and its table; anything not
      * shaped like its output is refused, never run. */
     const char *def = x->definition ? x->definition : "";
-    if (!index_shape_ok(def)) {
+    const char *on = index_on(def);
+    if (!on) {
       pl->refused++;
+      continue;
+    }
+    /* A table that has rows keeps taking writes while its index builds. */
+    if (!on_views && st == TBL_EXISTING && t && t->has_rows && t->relkind != 'p') {
+      err = plan_index_build(pl, x, on);
       continue;
     }
     /* pg_get_indexdef prints a partitioned table's index ON ONLY, as
@@ -874,7 +1202,29 @@ static int plan_constraints(planner *pl)
        * new rows only. Keys are added as they are: they need the scan. */
       /* PostgreSQL 15 refuses a NOT VALID foreign key on a partitioned
        * table: there it is added as it is, validated. */
+      pgg_key_def kd;
+      if (existed && t && t->has_rows && t->relkind != 'p' && (k->contype == 'p' || k->contype == 'u') &&
+          k->definition && pgg_key_def_parse(k->definition, &kd)) {
+        err = plan_key_build(pl, k, &kd);
+        continue;
+      }
       bool fk_nv = k->contype == 'f' && t && t->relkind != 'p';
+      /* A foreign key needs the key it references: when that one is built
+       * concurrently, the foreign key follows it, after the build. (A table
+       * whose name merely contains the key's table's is deferred too:
+       * harmless.) */
+      bool after_build = false;
+      const char *ref = k->contype == 'f' && k->definition ? strstr(k->definition, " REFERENCES ") : NULL;
+      for (size_t b = 0; ref && b < pl->nbuilt_keys && !after_build && !err; b++) {
+        const char *name = pl->built_keys[b]->parent;
+        pgg_buf quoted;
+        pgg_buf_init(&quoted);
+        err = pgg_quote_ident(&quoted, name);
+        if (!err)
+          err = pgg_buf_append_u8(&quoted, 0);
+        after_build = strstr(ref, name) || (!err && strstr(ref, (const char *)quoted.data));
+        pgg_buf_free(&quoted);
+      }
       bool not_valid = existed && (fk_nv || (k->contype == 'c' && t->has_rows)) &&
                        k->definition && !has_suffix(k->definition, " NOT VALID");
       err = put(pl, "ALTER TABLE ");
@@ -890,8 +1240,12 @@ static int plan_constraints(planner *pl)
         err = put_fragment(pl, k->definition);
       if (!err && not_valid)
         err = put(pl, " NOT VALID");
+      pgg_plan *saved = pl->out;
+      if (after_build)
+        pl->out = &pl->later;
       if (!err)
         err = emit(pl, PGG_STMT_ADD_CONSTRAINT);
+      pl->out = saved;
     }
   }
   return err;
@@ -1136,7 +1490,8 @@ int pgg_plan_build(const pgg_drift *d, const pgg_catalog *live, pgg_plan *out)
   pl.miss = malloc((nm ? nm : 1) * sizeof *pl.miss);
   pl.extra = malloc((nx ? nx : 1) * sizeof *pl.extra);
   pl.refresh = malloc((nm ? nm : 1) * sizeof *pl.refresh);
-  if (!pl.miss || !pl.extra || !pl.refresh)
+  pl.built_keys = malloc((nm ? nm : 1) * sizeof *pl.built_keys);
+  if (!pl.miss || !pl.extra || !pl.refresh || !pl.built_keys)
     err = PGG_ERR_NOMEM;
   for (size_t i = 0; !err && i < d->n; i++) {
     const pgg_drift_item *it = &d->items[i];
@@ -1189,6 +1544,22 @@ int pgg_plan_build(const pgg_drift *d, const pgg_catalog *live, pgg_plan *out)
     err = plan_owned_by(&pl);
   if (!err)
     err = plan_refresh(&pl);
+  for (size_t i = 0; !err && i < pl.later.n; i++) {
+    if (out->n == out->cap) {
+      size_t cap = out->cap ? out->cap * 2 : 16;
+      pgg_stmt *v = cap > SIZE_MAX / sizeof *v ? NULL : realloc(out->stmts, cap * sizeof *v);
+      if (!v) {
+        err = PGG_ERR_NOMEM;
+        break;
+      }
+      out->stmts = v;
+      out->cap = cap;
+    }
+    out->stmts[out->n++] = pl.later.stmts[i];
+    pl.later.stmts[i].sql = NULL;
+  }
+  pgg_plan_free(&pl.later);
+  free(pl.built_keys);
   free(pl.miss);
   free(pl.extra);
   free(pl.refresh);
@@ -1217,7 +1588,53 @@ const char *pgg_stmt_kind_name(pgg_stmt_kind k)
   case PGG_STMT_CREATE_TRIGGER: return "CREATE TRIGGER";
   case PGG_STMT_SET_OWNED_BY: return "ALTER SEQUENCE ... OWNED BY";
   case PGG_STMT_REFRESH_MATVIEW: return "REFRESH MATERIALIZED VIEW";
+  case PGG_STMT_DROP_INVALID_INDEX: return "DROP INDEX CONCURRENTLY (pgguard's own INVALID build)";
+  case PGG_STMT_CREATE_INDEX_CONCURRENTLY: return "CREATE INDEX CONCURRENTLY";
+  case PGG_STMT_RENAME_INDEX: return "ALTER INDEX ... RENAME";
+  case PGG_STMT_ADD_CONSTRAINT_USING_INDEX: return "ALTER TABLE ... ADD CONSTRAINT ... USING INDEX";
   case PGG_STMT__COUNT: break;
   }
   return "statement";
+}
+
+bool pgg_stmt_concurrent(const pgg_plan *p, size_t i)
+{
+  for (size_t j = 0; j <= i && j < p->n; j++)
+    if (p->stmts[j].kind >= PGG_STMT_FIRST_CONCURRENT)
+      return true;
+  return false;
+}
+
+const char *pgg_stmt_lock(const pgg_stmt *s)
+{
+  switch (s->kind) {
+  case PGG_STMT_ADD_ENUM_VALUE:
+    return "on the type only; committed on its own, first";
+  case PGG_STMT_ADD_COLUMN:
+    return "ACCESS EXCLUSIVE on the table, for a catalog change only (no rewrite)";
+  case PGG_STMT_CREATE_INDEX:
+    return "SHARE on a table this plan creates (or an empty one): blocks its writes while it builds";
+  case PGG_STMT_ADD_CONSTRAINT:
+    if (strstr(s->sql, " FOREIGN KEY "))
+      return strstr(s->sql, " NOT VALID") ? "SHARE ROW EXCLUSIVE on both tables, brief (NOT VALID: no scan)"
+                                           : "SHARE ROW EXCLUSIVE on both tables while it checks the rows";
+    return strstr(s->sql, " NOT VALID") ? "ACCESS EXCLUSIVE on the table, brief (NOT VALID: no scan)"
+                                         : "ACCESS EXCLUSIVE on a table this plan creates (or an empty one)";
+  case PGG_STMT_CREATE_TRIGGER:
+    return "SHARE ROW EXCLUSIVE on the table, brief (blocks writes while it waits)";
+  case PGG_STMT_SET_OWNED_BY:
+    return "on the sequence only";
+  case PGG_STMT_REFRESH_MATVIEW:
+    return "ACCESS EXCLUSIVE on the new materialized view while it fills";
+  case PGG_STMT_DROP_INVALID_INDEX:
+    return "SHARE UPDATE EXCLUSIVE: reads and writes go on";
+  case PGG_STMT_CREATE_INDEX_CONCURRENTLY:
+    return "SHARE UPDATE EXCLUSIVE: reads and writes go on; waits for older transactions";
+  case PGG_STMT_RENAME_INDEX:
+    return "SHARE UPDATE EXCLUSIVE on the index: reads and writes go on";
+  case PGG_STMT_ADD_CONSTRAINT_USING_INDEX:
+    return "ACCESS EXCLUSIVE on the table, brief (the index is already built)";
+  default:
+    return "";
+  }
 }

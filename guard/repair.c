@@ -354,6 +354,7 @@ void pgg_repair_result_free(pgg_repair_result *r)
 {
   free(r->drift_json);
   r->drift_json = NULL;
+  pgg_plan_free(&r->builds);
 }
 
 static void set_cancel(pgg_admin *a, PGcancel *c)
@@ -678,6 +679,15 @@ static int read_drift(pgg_admin *a, const pgg_catalog *desired, pgg_catalog *liv
   if (rc)
     return rc;
   rc = pgg_diff(desired, live, d);
+  if (rc) {
+    pgg_buf_printf(err, "out of memory computing the drift");
+    return rc;
+  }
+  /* Which tables with missing parts have rows: what would rewrite or scan
+   * one of them needs a migration, and the planner works around the rest. */
+  if ((rc = pgg_introspect_has_rows(a->conn, d, live, err)) != PGG_OK)
+    return rc;
+  rc = pgg_drift_hazards(d, live);
   if (rc)
     pgg_buf_printf(err, "out of memory computing the drift");
   return rc;
@@ -858,7 +868,8 @@ static int run_stmts(pgg_admin *a, const pgg_plan *p, int only, const char *owne
   pgg_buf_init(&table_owner);
   for (size_t i = 0; i < p->n; i++) {
     const pgg_stmt *s = &p->stmts[i];
-    bool apart = s->kind == PGG_STMT_ADD_ENUM_VALUE || s->kind == PGG_STMT_REFRESH_MATVIEW;
+    bool apart = s->kind == PGG_STMT_ADD_ENUM_VALUE || s->kind == PGG_STMT_REFRESH_MATVIEW ||
+                 pgg_stmt_concurrent(p, i);
     if (only >= 0 ? (int)s->kind != only : apart)
       continue;
     if (owner) {
@@ -903,6 +914,26 @@ static int run_stmts(pgg_admin *a, const pgg_plan *p, int only, const char *owne
       (*ran)++;
   }
   pgg_buf_free(&table_owner);
+  return PGG_OK;
+}
+
+/* Move the plan's concurrent units into builds (the builder's). */
+static int take_builds(pgg_plan *p, pgg_plan *builds)
+{
+  size_t n = 0;
+  for (size_t i = 0; i < p->n; i++)
+    n += pgg_stmt_concurrent(p, i);
+  if (!n)
+    return PGG_OK;
+  pgg_plan_free(builds);
+  if (!(builds->stmts = calloc(n, sizeof *builds->stmts)))
+    return PGG_ERR_NOMEM;
+  builds->cap = n;
+  for (size_t i = 0; i < p->n; i++)
+    if (pgg_stmt_concurrent(p, i)) {
+      builds->stmts[builds->n++] = p->stmts[i];
+      p->stmts[i].sql = NULL;
+    }
   return PGG_OK;
 }
 
@@ -1020,12 +1051,9 @@ int pgg_admin_repair(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result
         rc = fill_drift(out, &d);
       goto round_end;
     }
-    /* (b) A NOT NULL column without default can only go onto an empty
-     * table; the planner needs to know which tables have rows. */
-    if ((rc = pgg_introspect_has_rows(a->conn, &d, &live, &err)) != PGG_OK) {
-      what = "checking tables for rows";
-      goto round_end;
-    }
+    /* (b) read_drift found which tables have rows: a NOT NULL column
+     * without default can only go onto an empty one, an index onto one
+     * with rows is built concurrently. */
     /* PGG_ERR_SCHEMA: some missing objects cannot be created additively
      * (see pgg_plan_build). Everything else is still worth creating: each
      * statement only adds, and what is left stays reported as drift. */
@@ -1094,6 +1122,7 @@ int pgg_admin_repair(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result
       applied = true;
       if (plan_has(&plan, PGG_STMT_REFRESH_MATVIEW))
         out->statements += refresh_matviews(a, &plan, (const char *)owner.data, out);
+      rc = take_builds(&plan, &out->builds);
     }
 
   round_end:

@@ -115,6 +115,16 @@ static struct {
   uint64_t defer_since_ms;
   double defer_since;           /* unix time, for /drift */
 
+  /* Index builds after a repair: on the thread pool beside the jobs, on a
+   * session of their own, so no job waits for one. */
+  pgg_builder *builder;
+  uv_work_t build_work;
+  bool building;
+  pgg_plan build_units;
+  pgg_build_result build_res;
+  int build_rc;
+  int build_lock_ms;
+
   /* one guarded database, on the server --upstream reaches */
   char dbname[256];
   bool unverified;        /* the servers could not be compared (yet): no repairs */
@@ -573,6 +583,57 @@ static void check_done(void)
     g.want_repair = true;
 }
 
+static void build_work(uv_work_t *w)
+{
+  g.build_rc = pgg_builder_run(g.builder, g.cfg->admin_url, g.build_lock_ms, &g.build_units,
+                               &g.build_res);
+}
+
+static void build_done(uv_work_t *w, int status)
+{
+  g.building = false;
+  pgg_plan_free(&g.build_units);
+  char shown[600];
+  pgg_redact(&g.secrets, g.build_res.error, shown, sizeof shown);
+  if (g.build_res.busy) {
+    pgg_log(PGG_LOG_INFO, "index_builds_elsewhere", "reason=%s",
+            pgg_logq("another pgguard holds the build lock and builds them"));
+  } else if (g.build_rc != PGG_OK || g.build_res.failed) {
+    /* Retried by the next repair, after the cool-down like any failure. */
+    g.had_failure = true;
+    g.last_failure_ms = uv_now(pgg_p.loop);
+    note_error(shown);
+    pgg_log(PGG_LOG_ERROR, "index_builds_failed", "built=%u failed=%u duration_ms=%.1f reason=%s",
+            g.build_res.built, g.build_res.failed, g.build_res.seconds * 1000, pgg_logq(shown));
+  } else {
+    pgg_log(PGG_LOG_INFO, "index_builds_done", "built=%u duration_ms=%.1f", g.build_res.built,
+            g.build_res.seconds * 1000);
+  }
+  /* The drift gauge shows the new indexes (or still the missing ones). */
+  g.want_check = true;
+  schedule();
+}
+
+/* Hand a repair's concurrent units to the builder. One run at a time: what
+ * a later repair planned meanwhile is planned again by the next one. */
+static void start_builds(pgg_plan *units)
+{
+  if (!units->n || g.building || pgg_p.shutting_down || !g.builder)
+    return;
+  g.build_units = *units;
+  pgg_plan_init(units);
+  g.build_lock_ms = g.cfg->lock_timeout_ms;
+  memset(&g.build_res, 0, sizeof g.build_res);
+  g.building = true;
+  pgg_log(PGG_LOG_INFO, "index_builds_started", "units=%zu", g.build_units.n / 3);
+  int err = uv_queue_work(pgg_p.loop, &g.build_work, build_work, build_done);
+  if (err) {
+    g.building = false;
+    pgg_plan_free(&g.build_units);
+    pgg_log(PGG_LOG_ERROR, "guard_job_failed", "job=build reason=%s", pgg_logq(uv_strerror(err)));
+  }
+}
+
 static void repair_done(void)
 {
   uint64_t now = uv_now(pgg_p.loop);
@@ -641,6 +702,7 @@ static void repair_done(void)
     }
   }
   notify(oc);
+  start_builds(&g.job_res.builds);
 }
 
 /* One line per statement the schema load skipped (a role this server lacks)
@@ -1077,7 +1139,8 @@ int pgg_guardian_start(void)
   pgg_buf_init(&g.job_err);
   pgg_buf_init(&g.job_notes);
   g.admin = pgg_admin_new(cfg);
-  if (!g.admin || pgg_admin_set_upstream(g.admin, pgg_p.opt->upstream.host,
+  g.builder = pgg_builder_new();
+  if (!g.admin || !g.builder || pgg_admin_set_upstream(g.admin, pgg_p.opt->upstream.host,
                                          pgg_p.opt->upstream.port))
     return PGG_ERR_NOMEM;
   pgg_secrets_init(&g.secrets);
@@ -1161,6 +1224,8 @@ void pgg_guardian_stop(void)
    * until its lock_timeout or statement_timeout: stopping cancels it. */
   if (g.running != JOB_NONE)
     pgg_admin_cancel(g.admin);
+  if (g.builder)
+    pgg_builder_cancel(g.builder);
   uv_timer_stop(&g.timer);
   uv_close((uv_handle_t *)&g.timer, NULL);
   uv_timer_stop(&g.wake);
@@ -1176,6 +1241,8 @@ void pgg_guardian_free(void)
   if (!g.configured)
     return;
   pgg_admin_free(g.admin);
+  pgg_builder_free(g.builder);
+  pgg_plan_free(&g.build_units);
   pgg_catalog_free(&g.desired);
   pgg_buf_free(&g.job_err);
   pgg_buf_free(&g.job_notes);

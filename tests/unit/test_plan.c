@@ -167,11 +167,25 @@ TEST(plan_statement_kinds_never_go_backwards_in_dependency_order)
   add(&live, o_seq("public", "t_id_seq", SEQDEF));
   add(&desired, o_seq("public", "t_id_seq", SEQDEF));
   add(&desired, o_owned("public", "t_id_seq", "t.id", "t", "id"));
+  /* A table with rows: its missing index and key are built concurrently. */
+  add(&live, o_table_rows("public", "w", true));
+  add(&live, o_col("public", "w", "id", "integer", true, 1));
+  add(&desired, o_table_rows("public", "w", false));
+  add(&desired, o_col("public", "w", "id", "integer", true, 1));
+  add(&desired, o_index("public", "w", "wi", "CREATE INDEX wi ON public.w USING btree (id)"));
+  add(&desired, o_con("public", "w", "w_pkey", 'p', "PRIMARY KEY (id)"));
   pgg_drift d;
   pgg_plan p;
   CHECK_INT(plan_of(&desired, &live, &d, &p), PGG_OK);
-  CHECK_INT(p.n, PGG_STMT__COUNT);
-  for (size_t i = 0; i < p.n; i++) {
+  /* The transactional kinds once each in order, then two units of three. */
+  CHECK_INT(p.n, PGG_STMT__COUNT + 2);
+  static const pgg_stmt_kind units[] = {
+      PGG_STMT_DROP_INVALID_INDEX, PGG_STMT_CREATE_INDEX_CONCURRENTLY, PGG_STMT_RENAME_INDEX,
+      PGG_STMT_DROP_INVALID_INDEX, PGG_STMT_CREATE_INDEX_CONCURRENTLY,
+      PGG_STMT_ADD_CONSTRAINT_USING_INDEX};
+  for (size_t i = PGG_STMT_FIRST_CONCURRENT; i < p.n; i++)
+    CHECK_INT(p.stmts[i].kind, units[i - PGG_STMT_FIRST_CONCURRENT]);
+  for (size_t i = 0; i < p.n && i < PGG_STMT_FIRST_CONCURRENT; i++) {
     CHECK_INT(p.stmts[i].kind, i);  /* exactly one of each kind, in enum order */
     if (i)
       CHECK(p.stmts[i - 1].kind <= p.stmts[i].kind);
@@ -393,19 +407,37 @@ TEST(weird_names_are_always_quoted_identifiers_and_literals)
   done(&desired, &live, &d, &p);
 }
 
-TEST(plan_format_ends_every_statement_with_semicolon_newline)
+TEST(plan_format_groups_statements_as_they_run_each_with_its_lock)
 {
   pgg_plan p;
   pgg_plan_init(&p);
-  pgg_stmt st[2] = {{PGG_STMT_CREATE_SCHEMA, S("CREATE SCHEMA \"a\"")},
-                    {PGG_STMT_CREATE_SCHEMA, S("CREATE SCHEMA \"b\"")}};
+  pgg_stmt st[6] = {
+      {PGG_STMT_ADD_ENUM_VALUE, S("ALTER TYPE \"e\" ADD VALUE IF NOT EXISTS 'x'")},
+      {PGG_STMT_CREATE_SCHEMA, S("CREATE SCHEMA \"a\"")},
+      {PGG_STMT_ADD_COLUMN, S("ALTER TABLE \"a\".\"t\" ADD COLUMN \"c\" integer")},
+      {PGG_STMT_DROP_INVALID_INDEX, S("DROP INDEX CONCURRENTLY IF EXISTS \"a\".\"b\"")},
+      {PGG_STMT_CREATE_INDEX_CONCURRENTLY, S("CREATE INDEX CONCURRENTLY \"b\" ON \"a\".\"t\" (c)")},
+      {PGG_STMT_RENAME_INDEX, S("ALTER INDEX \"a\".\"b\" RENAME TO \"i\"")}};
   p.stmts = st;
-  p.n = 2;
+  p.n = 6;
   pgg_buf b;
   pgg_buf_init(&b);
   REQUIRE(pgg_plan_format(&p, &b) == PGG_OK);
   REQUIRE(pgg_buf_append_u8(&b, 0) == PGG_OK);
-  CHECK_STR((const char *)b.data, "CREATE SCHEMA \"a\";\nCREATE SCHEMA \"b\";\n");
+  const char *text = (const char *)b.data;
+  /* Three groups, in the order they run, and every statement ends ";\n". */
+  const char *g0 = strstr(text, "-- committed first"), *g1 = strstr(text, "\n-- one transaction"),
+             *g3 = strstr(text, "\n-- after COMMIT, on a session of its own");
+  CHECK(g0 == text && g1 && g3 && g1 < g3);
+  CHECK(strstr(text, "-- lock: ACCESS EXCLUSIVE on the table, for a catalog change only (no rewrite)\n"
+                     "ALTER TABLE \"a\".\"t\" ADD COLUMN \"c\" integer;\n"));
+  CHECK(strstr(text, "-- lock: SHARE UPDATE EXCLUSIVE: reads and writes go on; waits for older "
+                     "transactions\nCREATE INDEX CONCURRENTLY"));
+  CHECK(strstr(text, "\nCREATE SCHEMA \"a\";\n"));   /* a new object: no lock line */
+  unsigned stmts = 0;
+  for (const char *q = text; (q = strstr(q, ";\n")); q += 2)
+    stmts++;
+  CHECK_INT(stmts, 6);
   pgg_buf_free(&b);
   pgg_plan empty;
   pgg_plan_init(&empty);
@@ -591,7 +623,7 @@ TEST(foreign_key_on_an_existing_partitioned_table_is_added_validated)
   done(&desired, &live, &d, &p);
 }
 
-TEST(check_is_not_valid_on_an_existing_table_with_rows_keys_are_added_as_is)
+TEST(check_is_not_valid_on_an_existing_table_with_rows_keys_are_built_concurrently)
 {
   pgg_catalog desired, live;
   pgg_catalog_init(&desired);
@@ -614,12 +646,20 @@ TEST(check_is_not_valid_on_an_existing_table_with_rows_keys_are_added_as_is)
       "CREATE TABLE \"public\".\"fresh\" (\"a\" integer)",
       "ALTER TABLE \"public\".\"empty\" ADD CONSTRAINT \"a_key\" UNIQUE (a)",
       "ALTER TABLE \"public\".\"fresh\" ADD CONSTRAINT \"a_key\" UNIQUE (a)",
-      "ALTER TABLE \"public\".\"full\" ADD CONSTRAINT \"a_key\" UNIQUE (a)",
       "ALTER TABLE \"public\".\"empty\" ADD CONSTRAINT \"a_check\" CHECK ((a > 0))",
       "ALTER TABLE \"public\".\"fresh\" ADD CONSTRAINT \"a_check\" CHECK ((a > 0))",
       "ALTER TABLE \"public\".\"full\" ADD CONSTRAINT \"a_check\" CHECK ((a > 0)) NOT VALID",
+      /* The key of the table with rows: built after COMMIT, then attached. */
+      "DROP INDEX CONCURRENTLY IF EXISTS \"public\".\"pgguard_build_1f4e7d5821d5cb32\"",
+      "CREATE UNIQUE INDEX CONCURRENTLY \"pgguard_build_1f4e7d5821d5cb32\" ON \"public\".\"full\""
+      " USING btree (a)",
+      "ALTER TABLE \"public\".\"full\" ADD CONSTRAINT \"a_key\" UNIQUE USING INDEX "
+      "\"pgguard_build_1f4e7d5821d5cb32\"",
       NULL};
   check_plan(&p, want);
+  char name[PGG_BUILD_NAME_LEN];
+  pgg_build_name("public", "full", "a_key", name);
+  CHECK_STR(name, "pgguard_build_1f4e7d5821d5cb32");
   done(&desired, &live, &d, &p);
 }
 
@@ -709,7 +749,8 @@ TEST(index_definition_not_shaped_like_pg_get_indexdef_is_refused_never_emitted)
   pgg_catalog desired, live;
   pgg_catalog_init(&desired);
   pgg_catalog_init(&live);
-  add(&live, o_table_rows("public", "t", true));
+  /* No rows: the indexes are built in the transaction, as written. */
+  add(&live, o_table_rows("public", "t", false));
   add(&desired, o_table_rows("public", "t", false));
   char name[16];
   for (size_t i = 0; i < nbad; i++) {
@@ -1511,6 +1552,9 @@ typedef struct {
   unsigned tables_created;             /* CREATE TABLE statements applied so far */
   unsigned types_created;              /* CREATE DOMAIN and composite CREATE TYPE so far */
   unsigned refreshed;                  /* REFRESH statements applied */
+  unsigned builds;                     /* concurrent units finished */
+  char build[256];                     /* the unit's index, built under pgguard's name */
+  char build_schema[256], build_table[256];
   char err[512];
 } applier;
 
@@ -1780,6 +1824,73 @@ static bool apply(applier *a, const pgg_stmt *st)
     return true;
   }
 
+  case PGG_STMT_DROP_INVALID_INDEX:
+    /* The one DROP: of the index the unit is about to build, by pgguard's
+     * own name for it, never anything that exists in the database. */
+    if (n != 8 || !is_word(&tk[0], "DROP") || !is_word(&tk[1], "INDEX") ||
+        !is_word(&tk[2], "CONCURRENTLY") || !is_word(&tk[3], "IF") ||
+        !is_word(&tk[4], "EXISTS") || !qualified(tk, n, 5) || a->build[0])
+      return fail(a, "bad DROP INDEX");
+    for (size_t i = 0; i < a->work.n; i++)
+      if (a->work.objs[i].name && !strcmp(a->work.objs[i].name, tk[7].text))
+        return fail(a, "DROP INDEX of %s, which the database has", tk[7].text);
+    snprintf(a->build, sizeof a->build, "%s", tk[7].text);
+    snprintf(a->build_schema, sizeof a->build_schema, "%s", tk[5].text);
+    a->build_table[0] = 0;
+    return true;
+
+  case PGG_STMT_CREATE_INDEX_CONCURRENTLY: {
+    size_t i = is_word(&tk[1], "UNIQUE") ? 4 : 3;
+    if (n < i + 5 || !is_word(&tk[i - 2], "INDEX") || !is_word(&tk[i - 1], "CONCURRENTLY") ||
+        tk[i].kind != TK_IDENT || strcmp(tk[i].text, a->build) || a->build_table[0] ||
+        !is_word(&tk[i + 1], "ON") || !qualified(tk, n, i + 2) ||
+        strcmp(tk[i + 2].text, a->build_schema))
+      return fail(a, "bad CREATE INDEX CONCURRENTLY");
+    const pgg_object *lt = pgg_catalog_find(a->live0, PGG_OBJ_TABLE, tk[i + 2].text, NULL,
+                                            tk[i + 4].text);
+    if (!lt || !lt->has_rows)
+      return fail(a, "concurrent build on %s, not an existing table with rows", tk[i + 4].text);
+    snprintf(a->build_table, sizeof a->build_table, "%s", tk[i + 4].text);
+    return true;
+  }
+
+  case PGG_STMT_RENAME_INDEX: {
+    if (n != 8 || !is_word(&tk[0], "ALTER") || !is_word(&tk[1], "INDEX") || !qualified(tk, n, 2) ||
+        strcmp(tk[4].text, a->build) || !a->build_table[0] || !is_word(&tk[5], "RENAME") ||
+        !is_word(&tk[6], "TO") || tk[7].kind != TK_IDENT)
+      return fail(a, "bad ALTER INDEX ... RENAME");
+    char want[PGG_BUILD_NAME_LEN];
+    pgg_build_name(a->build_schema, a->build_table, tk[7].text, want);
+    if (strcmp(want, a->build))
+      return fail(a, "index %s built under a name that is not its own", tk[7].text);
+    a->build[0] = 0;
+    a->builds++;
+    return create(a, PGG_OBJ_INDEX, a->build_schema, a->build_table, tk[7].text, &o);
+  }
+
+  case PGG_STMT_ADD_CONSTRAINT_USING_INDEX: {
+    if (n < 12 || !is_word(&tk[0], "ALTER") || !is_word(&tk[1], "TABLE") ||
+        !qualified(tk, n, 2) || strcmp(tk[4].text, a->build_table) ||
+        !is_word(&tk[5], "ADD") || !is_word(&tk[6], "CONSTRAINT") || tk[7].kind != TK_IDENT)
+      return fail(a, "bad ADD CONSTRAINT ... USING INDEX");
+    size_t u = 8;
+    while (u + 2 < n && !(is_word(&tk[u], "USING") && is_word(&tk[u + 1], "INDEX")))
+      u++;
+    if (u + 2 >= n || strcmp(tk[u + 2].text, a->build))
+      return fail(a, "ADD CONSTRAINT ... USING INDEX of another index");
+    char want[PGG_BUILD_NAME_LEN];
+    pgg_build_name(a->build_schema, a->build_table, tk[7].text, want);
+    if (strcmp(want, a->build))
+      return fail(a, "key %s built under a name that is not its own", tk[7].text);
+    a->build[0] = 0;
+    a->builds++;
+    if (!create(a, PGG_OBJ_CONSTRAINT, a->build_schema, a->build_table, tk[7].text, &o))
+      return false;
+    return o->contype == 'p' || o->contype == 'u' ? true
+                                                   : fail(a, "USING INDEX for a %c constraint",
+                                                          o->contype);
+  }
+
   case PGG_STMT_CREATE_EXTENSION: {
     if (n != 11 || !is_word(&tk[0], "CREATE") || !is_word(&tk[1], "EXTENSION") ||
         !is_word(&tk[2], "IF") || !is_word(&tk[3], "NOT") || !is_word(&tk[4], "EXISTS") ||
@@ -1931,6 +2042,11 @@ static const char *const kind_prefix[PGG_STMT__COUNT][2] = {
     [PGG_STMT_CREATE_TRIGGER] = {"CREATE TRIGGER ", NULL},
     [PGG_STMT_SET_OWNED_BY] = {"ALTER SEQUENCE ", NULL},
     [PGG_STMT_REFRESH_MATVIEW] = {"REFRESH MATERIALIZED VIEW ", NULL},
+    [PGG_STMT_DROP_INVALID_INDEX] = {"DROP INDEX CONCURRENTLY IF EXISTS ", NULL},
+    [PGG_STMT_CREATE_INDEX_CONCURRENTLY] = {"CREATE INDEX CONCURRENTLY ",
+                                            "CREATE UNIQUE INDEX CONCURRENTLY "},
+    [PGG_STMT_RENAME_INDEX] = {"ALTER INDEX ", NULL},
+    [PGG_STMT_ADD_CONSTRAINT_USING_INDEX] = {"ALTER TABLE ", NULL},
 };
 
 /* Definitions no planner may pass through: each would end the statement,
@@ -2027,6 +2143,13 @@ TEST(property_random_catalogs_plan_only_additive_statements_that_leave_nothing_m
        * after the views: the applier checks what those need. Every other
        * kind comes in enum order. */
       bool anywhere = st->kind == PGG_STMT_CREATE_FUNCTION || st->kind == PGG_STMT_CREATE_INDEX;
+      /* The concurrent units come last, in units of three (apply). */
+      if (st->kind >= PGG_STMT_FIRST_CONCURRENT ||
+          (last_kind == PGG_STMT_FIRST_CONCURRENT && st->kind == PGG_STMT_ADD_CONSTRAINT &&
+           strstr(st->sql, " FOREIGN KEY "))) {
+        anywhere = true;
+        last_kind = PGG_STMT_FIRST_CONCURRENT;
+      }
       if (!anywhere && st->kind < last_kind) {
         ok = fail(&a, "kind goes backwards");
         break;
@@ -2043,7 +2166,12 @@ TEST(property_random_catalogs_plan_only_additive_statements_that_leave_nothing_m
           break;
         }
       }
-      const char *bad = st->kind == PGG_STMT_CREATE_FUNCTION ? NULL
+      /* The drop and the rename of a unit are held to their exact tokens by
+       * apply(): their one DROP or RENAME is the statement itself. */
+      const char *bad = st->kind == PGG_STMT_CREATE_FUNCTION ||
+                                st->kind == PGG_STMT_DROP_INVALID_INDEX ||
+                                st->kind == PGG_STMT_RENAME_INDEX
+                            ? NULL
                         : forbidden_in(st->kind == PGG_STMT_CREATE_TRIGGER, st->sql);
       if (bad) {
         ok = fail(&a, "contains %s outside quotes", bad);

@@ -1,0 +1,279 @@
+/*
+ * build.c — the concurrent part of a repair: indexes, primary keys and
+ * unique constraints of tables with rows, built with CREATE INDEX
+ * CONCURRENTLY after the repair committed, on a session of their own.
+ *
+ * Each unit is three statements from the planner (see
+ * PGG_STMT_DROP_INVALID_INDEX): the index is built under pgguard's own
+ * name, then renamed or attached as a constraint. A build that fails
+ * (duplicates, a lock wait over lock_timeout, a cancel) leaves an INVALID
+ * index of that name; it is dropped at once and again before any retry.
+ * pg_index must say INVALID first: a valid index of that name is a build
+ * whose finish failed, and only the finish is retried.
+ */
+#include "guard.h"
+#include "introspect.h"
+#include "sqlfile.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct pgg_builder {
+  pthread_mutex_t mu;
+  PGcancel *cancel;     /* the open session's, for pgg_builder_cancel */
+  bool stopping;
+};
+
+pgg_builder *pgg_builder_new(void)
+{
+  pgg_builder *b = calloc(1, sizeof *b);
+  if (b && pthread_mutex_init(&b->mu, NULL) != 0) {
+    free(b);
+    return NULL;
+  }
+  return b;
+}
+
+void pgg_builder_free(pgg_builder *b)
+{
+  if (!b)
+    return;
+  if (b->cancel)
+    PQfreeCancel(b->cancel);
+  pthread_mutex_destroy(&b->mu);
+  free(b);
+}
+
+void pgg_builder_cancel(pgg_builder *b)
+{
+  pthread_mutex_lock(&b->mu);
+  b->stopping = true;
+  if (b->cancel) {
+    char ignored[256];
+    PQcancel(b->cancel, ignored, sizeof ignored);
+  }
+  pthread_mutex_unlock(&b->mu);
+}
+
+/* Publish (or withdraw, conn NULL) the session's cancel key; false when
+ * the builder is stopping. */
+static bool set_session(pgg_builder *b, PGconn *conn)
+{
+  pthread_mutex_lock(&b->mu);
+  if (b->cancel)
+    PQfreeCancel(b->cancel);
+  b->cancel = conn ? PQgetCancel(conn) : NULL;
+  bool go = !b->stopping;
+  pthread_mutex_unlock(&b->mu);
+  return go;
+}
+
+static bool stopping(pgg_builder *b)
+{
+  pthread_mutex_lock(&b->mu);
+  bool s = b->stopping;
+  pthread_mutex_unlock(&b->mu);
+  return s;
+}
+
+static double now_seconds(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+typedef enum { IDX_NONE, IDX_VALID, IDX_INVALID, IDX_UNKNOWN } index_state;
+
+/* pg_index's word on pgguard's build: the name after "IF EXISTS " in the
+ * unit's DROP statement. */
+static index_state build_state(PGconn *conn, const pgg_stmt *drop)
+{
+  const char *name = strstr(drop->sql, " IF EXISTS ");
+  if (!name)
+    return IDX_UNKNOWN;
+  const char *params[1] = {name + strlen(" IF EXISTS ")};
+  PGresult *res = PQexecParams(conn, "SELECT x.indisvalid FROM pg_catalog.pg_index x"
+                               " WHERE x.indexrelid = pg_catalog.to_regclass($1)",
+                               1, NULL, params, NULL, NULL, 0);
+  index_state st = IDX_UNKNOWN;
+  if (res && PQresultStatus(res) == PGRES_TUPLES_OK)
+    st = PQntuples(res) == 0 ? IDX_NONE : PQgetvalue(res, 0, 0)[0] == 't' ? IDX_VALID : IDX_INVALID;
+  PQclear(res);
+  return st;
+}
+
+/* The owner of the table a statement works on, quoted, in role; false if unknown. */
+static bool table_owner(PGconn *conn, const char *sql, pgg_buf *role)
+{
+  char schema[256], table[256];
+  if (!pgg_sql_target(sql, schema, sizeof schema, table, sizeof table) || !schema[0])
+    return false;
+  pgg_buf q;
+  pgg_buf_init(&q);
+  bool ok = pgg_quote_ident(&q, schema) == PGG_OK && pgg_buf_append_u8(&q, '.') == PGG_OK &&
+            pgg_quote_ident(&q, table) == PGG_OK && pgg_buf_append_u8(&q, 0) == PGG_OK;
+  PGresult *res = NULL;
+  if (ok) {
+    const char *params[1] = {(const char *)q.data};
+    res = PQexecParams(conn, "SELECT pg_catalog.pg_get_userbyid(c.relowner)"
+                       " FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)",
+                       1, NULL, params, NULL, NULL, 0);
+    ok = res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+  }
+  pgg_buf_reset(role);
+  if (ok)
+    ok = pgg_buf_printf(role, "SET ROLE ") == PGG_OK &&
+         pgg_quote_ident(role, PQgetvalue(res, 0, 0)) == PGG_OK &&
+         pgg_buf_append_u8(role, 0) == PGG_OK;
+  PQclear(res);
+  pgg_buf_free(&q);
+  return ok;
+}
+
+static void note_failure(pgg_build_result *out, const pgg_stmt *s, const pgg_buf *err)
+{
+  if (out->failed++ == 0)
+    snprintf(out->error, sizeof out->error, "%s failed: %.*s [%s]", pgg_stmt_kind_name(s->kind),
+             (int)err->len, (const char *)err->data, s->sql);
+}
+
+/* Become the owner of the table sql works on, as the transactional part
+ * runs its statements; false when the role could not be taken. */
+static bool as_table_owner(PGconn *conn, const char *sql, pgg_buf *err)
+{
+  pgg_buf role;
+  pgg_buf_init(&role);
+  bool ok = table_owner(conn, sql, &role) &&
+            pgg_pq_exec(conn, (const char *)role.data, err) == PGG_OK;
+  pgg_buf_free(&role);
+  pgg_buf_reset(err);
+  return ok;
+}
+
+/* One statement. PGG_ERR_UPSTREAM ends the run. */
+static int run_single(PGconn *conn, const pgg_stmt *s, pgg_build_result *out, pgg_buf *err)
+{
+  bool as_owner = as_table_owner(conn, s->sql, err);
+  int rc = pgg_pq_exec(conn, s->sql, err);
+  if (rc == PGG_ERR_UPSTREAM)
+    return rc;
+  if (rc)
+    note_failure(out, s, err);
+  else
+    out->built++;
+  pgg_buf_reset(err);
+  return as_owner ? pgg_pq_exec(conn, "RESET ROLE", err) : PGG_OK;
+}
+
+/* One unit: drop a failed build, build, finish. PGG_ERR_UPSTREAM ends the run. */
+static int run_unit(PGconn *conn, const pgg_stmt *u, pgg_build_result *out, pgg_buf *err)
+{
+  index_state st = build_state(conn, &u[0]);
+  if (st == IDX_UNKNOWN) {
+    pgg_buf_printf(err, "cannot read pg_index");
+    note_failure(out, &u[0], err);
+    return PQstatus(conn) == CONNECTION_OK ? PGG_OK : PGG_ERR_UPSTREAM;
+  }
+  bool as_owner = as_table_owner(conn, u[1].sql, err);
+  int rc = PGG_OK;
+  const pgg_stmt *at = &u[0];
+  if (st == IDX_INVALID)
+    rc = pgg_pq_exec(conn, u[0].sql, err);
+  if (!rc && st != IDX_VALID) {
+    rc = pgg_pq_exec(conn, u[1].sql, err);
+    if (rc && rc != PGG_ERR_UPSTREAM) {
+      /* Duplicates, a lock wait or a cancel: the build is left INVALID. */
+      note_failure(out, &u[1], err);
+      pgg_buf_reset(err);
+      if (build_state(conn, &u[0]) == IDX_INVALID)
+        pgg_pq_exec(conn, u[0].sql, err);
+      rc = PGG_OK;
+      goto done;
+    }
+  }
+  if (!rc) {
+    at = &u[2];
+    rc = pgg_pq_exec(conn, u[2].sql, err);
+  }
+  if (!rc)
+    out->built++;
+  else if (rc != PGG_ERR_UPSTREAM)
+    note_failure(out, at, err);
+  if (rc != PGG_ERR_UPSTREAM)
+    rc = PGG_OK;
+done:
+  if (rc != PGG_ERR_UPSTREAM)
+    pgg_buf_reset(err);
+  if (as_owner && rc == PGG_OK)
+    rc = pgg_pq_exec(conn, "RESET ROLE", err);
+  return rc;
+}
+
+int pgg_builder_run(pgg_builder *b, const char *conninfo, int lock_timeout_ms,
+                    const pgg_plan *units, pgg_build_result *out)
+{
+  memset(out, 0, sizeof *out);
+  double t0 = now_seconds();
+  pgg_buf err;
+  pgg_buf_init(&err);
+  int rc = PGG_OK;
+  PGconn *conn = pgg_pq_connect(conninfo, NULL, &err);
+  if (!conn) {
+    rc = PGG_ERR_UPSTREAM;
+    snprintf(out->error, sizeof out->error, "%.*s", (int)err.len, (const char *)err.data);
+    goto out;
+  }
+  if (!set_session(b, conn))
+    goto out;
+  char sql[128];
+  snprintf(sql, sizeof sql, "SET statement_timeout = 0; SET lock_timeout = %d", lock_timeout_ms);
+  rc = pgg_pq_exec(conn, sql, &err);
+  PGresult *res = NULL;
+  if (!rc) {
+    snprintf(sql, sizeof sql, "SELECT pg_catalog.pg_try_advisory_lock(%lld)",
+             (long long)PGG_BUILD_KEY);
+    res = PQexec(conn, sql);
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+      rc = pgg_pq_done(conn, res, &err);
+    else {
+      out->busy = PQgetvalue(res, 0, 0)[0] != 't';
+      PQclear(res);
+    }
+  }
+  if (rc) {
+    snprintf(out->error, sizeof out->error, "%.*s", (int)err.len, (const char *)err.data);
+    goto out;
+  }
+  for (size_t i = 0; !out->busy && i < units->n && !stopping(b);) {
+    const pgg_stmt *u = &units->stmts[i];
+    if (u[0].kind == PGG_STMT_ADD_CONSTRAINT) {
+      /* A foreign key that waited for the key it references. */
+      rc = run_single(conn, u, out, &err);
+      i++;
+    } else if (i + 3 <= units->n && u[0].kind == PGG_STMT_DROP_INVALID_INDEX &&
+               u[1].kind == PGG_STMT_CREATE_INDEX_CONCURRENTLY &&
+               (u[2].kind == PGG_STMT_RENAME_INDEX ||
+                u[2].kind == PGG_STMT_ADD_CONSTRAINT_USING_INDEX)) {
+      rc = run_unit(conn, u, out, &err);
+      i += 3;
+    } else {
+      break;  /* not the planner's shape: run nothing of it */
+    }
+    if (rc) {
+      snprintf(out->error, sizeof out->error, "%.*s", (int)err.len, (const char *)err.data);
+      break;
+    }
+  }
+  /* Closing the session releases the advisory lock. */
+out:
+  set_session(b, NULL);
+  if (conn)
+    PQfinish(conn);
+  pgg_buf_free(&err);
+  out->seconds = now_seconds() - t0;
+  return rc;
+}
