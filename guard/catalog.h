@@ -190,6 +190,17 @@ int pgg_drift_format_json(const pgg_drift *d, pgg_buf *out);
 int pgg_json_str(pgg_buf *b, const char *s);
 /* Non-implied items of the drift in this state. */
 unsigned pgg_drift_state_count(const pgg_drift *d, pgg_drift_state s);
+/*
+ * Suspected renames (guard/renames.c), after pgg_diff: in one table exactly
+ * one missing and one extra column alike in all but name, or in one schema
+ * exactly one missing and one extra table with the same columns, become one
+ * suspected_rename item (desired the new object, live the old) instead of a
+ * missing and an extra one. What the plan would build on the new object
+ * (its columns, indexes and constraints naming it, foreign keys and views
+ * pointing at it) is held back too: suspected_rename, implied, never
+ * planned. The old table's own objects go implied with it. Pure.
+ */
+int pgg_drift_renames(pgg_drift *d);
 
 /* ---- Additive plan (guard/plan.c) ------------------------------------- */
 
