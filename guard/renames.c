@@ -217,8 +217,8 @@ static bool references(const pgg_object *k, const char *schema, const char *tabl
 
 /* ---- holding back --------------------------------------------------------- */
 
-/* The new objects held back: renamed columns and tables, and views built on
- * them (which in turn hold back what is built on them). */
+/* The new objects held back: renamed columns and tables, and the views and
+ * partitions built on them (which in turn hold back what is built on them). */
 typedef struct {
   pgg_drift *d;
   const pgg_object **held;
@@ -237,7 +237,7 @@ static int hold(holder *h, pgg_drift_item *it, const char *why)
   free(it->why);
   it->why = (char *)b.data;
   set_state(h->d, it, PGG_DRIFT_SUSPECTED_RENAME, true);
-  if (it->desired->kind == PGG_OBJ_VIEW) {
+  if (it->desired->kind == PGG_OBJ_VIEW || it->desired->kind == PGG_OBJ_TABLE) {
     h->held[h->n] = it->desired;
     h->why[h->n++] = it->why;
   }
@@ -274,6 +274,9 @@ static bool needs_relation(const pgg_object *o, const pgg_object *r)
   if (on_relation(o->kind) && str_eq(o->schema, r->schema) && str_eq(o->parent, r->name))
     return true;
   switch (o->kind) {
+  case PGG_OBJ_TABLE:
+    /* A partition of the new table: created PARTITION OF it. */
+    return names_qualified(o->partition_of, r->schema, r->name);
   case PGG_OBJ_CONSTRAINT:
     return references(o, r->schema, r->name, NULL);
   case PGG_OBJ_VIEW:
