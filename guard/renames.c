@@ -239,7 +239,7 @@ static int hold(holder *h, pgg_drift_item *it, const char *why)
   set_state(h->d, it, PGG_DRIFT_SUSPECTED_RENAME, true);
   if (it->desired->kind == PGG_OBJ_VIEW || it->desired->kind == PGG_OBJ_TABLE) {
     h->held[h->n] = it->desired;
-    h->why[h->n++] = it->why;
+    h->why[h->n++] = why;   /* the rename's own, however deep the chain */
   }
   return PGG_OK;
 }

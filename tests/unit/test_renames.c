@@ -312,6 +312,8 @@ TEST(table_rename_folds_and_holds_back_its_objects)
                         "FOREIGN KEY (customer_id) REFERENCES public.customers(id)"));
   add(&r.desired, o_view("public", "customer_emails", 'v',
                          " SELECT customers.email\n   FROM public.customers;", 0));
+  add(&r.desired, o_view("public", "vip_emails", 'v',
+                         " SELECT customer_emails.email\n   FROM public.customer_emails;", 1));
   /* Unrelated and missing: still planned. */
   add(&r.desired, o_col("public", "orders", "note", "text", false, 2));
   add(&r.live, o_schema("public"));
@@ -334,6 +336,11 @@ TEST(table_rename_folds_and_holds_back_its_objects)
   CHECK_INT(r.d.counts[PGG_OBJ_VIEW][PGG_DRIFT_MISSING], 0);
   CHECK_INT(r.d.counts[PGG_OBJ_COLUMN][PGG_DRIFT_MISSING], 1);
   CHECK_INT(pgg_drift_state_count(&r.d, PGG_DRIFT_SUSPECTED_RENAME), 1);
+  for (size_t i = 0; i < r.d.n; i++)
+    if (r.d.items[i].state == PGG_DRIFT_SUSPECTED_RENAME && r.d.items[i].desired &&
+        r.d.items[i].implied)
+      CHECK_STR(r.d.items[i].why,
+                "depends on suspected rename table public.clients -> public.customers");
   CHECK_INT(r.plan_rc, PGG_OK);
   CHECK(!planned(&r.p, "customers"));
   CHECK_INT(r.p.n, 1);
