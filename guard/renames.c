@@ -390,36 +390,31 @@ static int cmp_obj(const pgg_object *a, const pgg_object *b)
   return r ? r : strcmp(a->name ? a->name : "", b->name ? b->name : "");
 }
 
-static const pgg_drift *sort_drift;
-
 static int cmp_item(const void *pa, const void *pb)
 {
-  return cmp_obj(item_obj(&sort_drift->items[*(const size_t *)pa]),
-                 item_obj(&sort_drift->items[*(const size_t *)pb]));
+  return cmp_obj(item_obj(*(pgg_drift_item *const *)pa), item_obj(*(pgg_drift_item *const *)pb));
 }
 
-/* Indexes of the items of this kind and state (implied ones too), sorted. */
-static size_t collect(const pgg_drift *d, pgg_obj_kind kind, pgg_drift_state s, size_t *out)
+/* The items of this kind and state (implied ones too), sorted. */
+static size_t collect(pgg_drift *d, pgg_obj_kind kind, pgg_drift_state s, pgg_drift_item **out)
 {
   size_t n = 0;
   for (size_t i = 0; i < d->n; i++)
     if (d->items[i].state == s && item_obj(&d->items[i])->kind == kind)
-      out[n++] = i;
-  sort_drift = d;
+      out[n++] = &d->items[i];
   qsort(out, n, sizeof *out, cmp_item);
   return n;
 }
 
 /* One sorted list of items of a kind and state. */
 typedef struct {
-  const pgg_drift *d;
-  const size_t *idx;
+  pgg_drift_item **it;
   size_t n;
 } list;
 
 static const pgg_object *at(const list *l, size_t i)
 {
-  return item_obj(&l->d->items[l->idx[i]]);
+  return item_obj(l->it[i]);
 }
 
 /* The items of l in (schema, parent): [*lo, *hi). For tables, parent NULL. */
@@ -500,7 +495,7 @@ static size_t only_alike(const list *l, size_t lo, size_t hi, const pgg_object *
   size_t found = SIZE_MAX;
   for (size_t i = lo; i < hi; i++) {
     pgg_drift_state want = o_missing ? PGG_DRIFT_EXTRA : PGG_DRIFT_MISSING;
-    const pgg_drift_item *it = &l->d->items[l->idx[i]];
+    const pgg_drift_item *it = l->it[i];
     if (it->state != want || it->implied)
       continue;
     if (o_missing ? alike(mcol, xcol, o, it->live) : alike(mcol, xcol, it->desired, o)) {
@@ -518,7 +513,7 @@ static int pair_up(holder *h, const list *m, const list *x, alike_fn alike, cons
 {
   int err = PGG_OK;
   for (size_t i = 0; !err && i < m->n; i++) {
-    pgg_drift_item *mi = &h->d->items[m->idx[i]];
+    pgg_drift_item *mi = m->it[i];
     if (mi->state != PGG_DRIFT_MISSING || mi->implied)
       continue;
     const pgg_object *o = mi->desired;
@@ -528,7 +523,7 @@ static int pair_up(holder *h, const list *m, const list *x, alike_fn alike, cons
     size_t j = only_alike(x, xlo, xhi, o, true, alike, mcol, xcol);
     if (j == SIZE_MAX)
       continue;
-    pgg_drift_item *xi = &h->d->items[x->idx[j]];
+    pgg_drift_item *xi = x->it[j];
     if (only_alike(m, mlo, mhi, xi->live, false, alike, mcol, xcol) != i)
       continue;
     err = fold(h, mi, xi, gone);
@@ -554,19 +549,19 @@ static void compact(pgg_drift *d, const bool *gone)
 int pgg_drift_renames(pgg_drift *d)
 {
   size_t n = d->n ? d->n : 1;
-  size_t *idx[4];
+  pgg_drift_item **its[4];
   for (int i = 0; i < 4; i++)
-    idx[i] = malloc(n * sizeof *idx[i]);
+    its[i] = malloc(n * sizeof *its[i]);
   bool *gone = calloc(n, sizeof *gone);
   holder h = {.d = d, .held = malloc(n * sizeof *h.held), .why = malloc(n * sizeof *h.why)};
-  int err = idx[0] && idx[1] && idx[2] && idx[3] && gone && h.held && h.why ? PGG_OK
+  int err = its[0] && its[1] && its[2] && its[3] && gone && h.held && h.why ? PGG_OK
                                                                           : PGG_ERR_NOMEM;
   if (!err) {
     /* Collected once, before any fold: a fold changes states, never order. */
-    list mcol = {d, idx[0], collect(d, PGG_OBJ_COLUMN, PGG_DRIFT_MISSING, idx[0])};
-    list xcol = {d, idx[1], collect(d, PGG_OBJ_COLUMN, PGG_DRIFT_EXTRA, idx[1])};
-    list mt = {d, idx[2], collect(d, PGG_OBJ_TABLE, PGG_DRIFT_MISSING, idx[2])};
-    list xt = {d, idx[3], collect(d, PGG_OBJ_TABLE, PGG_DRIFT_EXTRA, idx[3])};
+    list mcol = {its[0], collect(d, PGG_OBJ_COLUMN, PGG_DRIFT_MISSING, its[0])};
+    list xcol = {its[1], collect(d, PGG_OBJ_COLUMN, PGG_DRIFT_EXTRA, its[1])};
+    list mt = {its[2], collect(d, PGG_OBJ_TABLE, PGG_DRIFT_MISSING, its[2])};
+    list xt = {its[3], collect(d, PGG_OBJ_TABLE, PGG_DRIFT_EXTRA, its[3])};
     err = pair_up(&h, &mt, &xt, tables_alike, &mcol, &xcol, gone);
     if (!err)
       err = pair_up(&h, &mcol, &xcol, columns_alike, &mcol, &xcol, gone);
@@ -575,7 +570,7 @@ int pgg_drift_renames(pgg_drift *d)
     compact(d, gone);
   }
   for (int i = 0; i < 4; i++)
-    free(idx[i]);
+    free(its[i]);
   free(gone);
   free(h.held);
   free(h.why);
