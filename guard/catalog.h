@@ -208,6 +208,17 @@ unsigned pgg_drift_state_count(const pgg_drift *d, pgg_drift_state s);
  * tables (pgg_introspect_has_rows) and volatile_default of desired columns.
  */
 int pgg_drift_hazards(pgg_drift *d, const pgg_catalog *live);
+/*
+ * Suspected renames (guard/renames.c), after pgg_diff: in one table exactly
+ * one missing and one extra column alike in all but name, or in one schema
+ * exactly one missing and one extra table with the same columns, become one
+ * suspected_rename item (desired the new object, live the old) instead of a
+ * missing and an extra one. What the plan would build on the new object
+ * (its columns, indexes and constraints naming it, foreign keys and views
+ * pointing at it) is held back too: suspected_rename, implied, never
+ * planned. The old table's own objects go implied with it. Pure.
+ */
+int pgg_drift_renames(pgg_drift *d);
 
 /* ---- Additive plan (guard/plan.c) ------------------------------------- */
 

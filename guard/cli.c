@@ -90,7 +90,9 @@ static int load_drift(const pgg_guard_config *cfg, cli_state *s)
     say(cfg, "reading the live catalog: %s", bstr(&err));
     goto out;
   }
-  if ((rc = pgg_diff(&s->desired, &s->live, &s->drift)) != PGG_OK) {
+  if ((rc = pgg_diff(&s->desired, &s->live, &s->drift)) == PGG_OK && !cfg->allow_twin)
+    rc = pgg_drift_renames(&s->drift);
+  if (rc != PGG_OK) {
     fprintf(stderr, "pgguard: computing the drift: %s\n", pgg_strerror(rc));
     goto out;
   }

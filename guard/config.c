@@ -19,4 +19,6 @@ void pgg_guard_config_defaults(pgg_guard_config *cfg)
   cfg->lock_timeout_ms = 2000;
   cfg->statement_timeout_ms = 30000;
   cfg->shadow_keep = 1;   /* the previous version, for a rolling deploy */
+  /* A twin beside a renamed column splits the application's writes. */
+  cfg->allow_twin = false;
 }

@@ -31,6 +31,7 @@ typedef struct {
   int shadow_keep;               /* --shadow-keep: older shadow databases kept besides the current (1) */
   const char *defer_to;          /* --defer-to: application_names no repair races ("pg_restore") */
   double settle;                 /* --settle seconds the catalog stays unchanged before an eager repair (5) */
+  bool allow_twin;               /* --allow-twin: create a suspected rename's new object anyway */
 } pgg_guard_config;
 
 void pgg_guard_config_defaults(pgg_guard_config *cfg);

@@ -679,6 +679,8 @@ static int read_drift(pgg_admin *a, const pgg_catalog *desired, pgg_catalog *liv
   if (rc)
     return rc;
   rc = pgg_diff(desired, live, d);
+  if (!rc && !a->cfg.allow_twin)
+    rc = pgg_drift_renames(d);
   if (rc) {
     pgg_buf_printf(err, "out of memory computing the drift");
     return rc;

@@ -472,6 +472,10 @@ static const opt_row rows[] = {
    .help = "statement_timeout of the repair"},
   {.name = "strict", .env = "PGGUARD_STRICT", .kind = ARG_FLAG, FIELD(guard.strict), .shown = "off",
    .reload = RESTART, .help = "refuse to start if the schema does not load"},
+  {.name = "allow-twin", .env = "PGGUARD_ALLOW_TWIN", .kind = ARG_FLAG, FIELD(guard.allow_twin),
+   .shown = "off", .reload = RESTART,
+   .help = "create a missing column or table that looks like an extra one\n"
+           "renamed (suspected_rename) beside it anyway, an empty twin"},
   {.name = "ready-requires-guard", .env = "PGGUARD_READY_REQUIRES_GUARD", .kind = ARG_FLAG,
    FIELD(ready_requires_guard), .shown = "off", .reload = RELOAD,
    .help = "/readyz also waits for the desired schema and a drift check;\n"
