@@ -104,9 +104,13 @@ void pgg_admin_cancel(pgg_admin *a);
 /* Read live, diff against desired; change nothing. outcome is NOTHING or FAILED. */
 int pgg_admin_check(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result *out);
 /*
- * Under pg_advisory_xact_lock(PGG_ADVISORY_KEY): re-read live, diff, plan,
- * run the plan (enum labels committed first, then one transaction with
- * SET LOCAL lock_timeout, statement_timeout and ROLE), re-read the drift.
+ * Under the session-level pg_advisory_lock(PGG_ADVISORY_KEY), held from
+ * the first transaction to the last: re-read live, diff, plan, run the
+ * plan (enum labels committed first; then the rest with SET LOCAL
+ * lock_timeout, statement_timeout and ROLE, each statement in a savepoint,
+ * committing after each statement on a table that existed), refresh new
+ * materialized views, re-read the drift. The concurrent units are left in
+ * out->builds for pgg_builder_run.
  */
 int pgg_admin_repair(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result *out);
 

@@ -29,6 +29,7 @@ struct pgg_admin {
   PGcancel *cancel;
   bool stopping;          /* cancelled for good: no new session */
   uint64_t shadow_hash;   /* the shadow database in use, announced by each session */
+  bool locked;            /* the session holds the repair lock (PGG_ADVISORY_KEY) */
 };
 
 /* A repair whose lock was released between its label transaction and its
@@ -368,6 +369,7 @@ static void set_cancel(pgg_admin *a, PGcancel *c)
 
 static void drop_conn(pgg_admin *a)
 {
+  a->locked = false;
   set_cancel(a, NULL);
   if (a->conn)
     PQfinish(a->conn);
@@ -737,21 +739,38 @@ int pgg_admin_check(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result 
  * what a sidecar that held the lock before us committed. Under REPEATABLE
  * READ the snapshot would date from before the wait, and a second sidecar
  * would repair again what the first just repaired. */
-static int begin_locked(pgg_admin *a, bool first, pgg_buf *err)
+/* What every transaction of a repair sets first. */
+static int tx_settings(pgg_admin *a, pgg_buf *err)
 {
   char sql[256];
   snprintf(sql, sizeof sql,
-           "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE;"
-           " SET LOCAL lock_timeout = %d; SET LOCAL statement_timeout = %d",
+           "SET LOCAL lock_timeout = %d; SET LOCAL statement_timeout = %d;"
+           " SET LOCAL search_path = ''; SET LOCAL check_function_bodies = off",
            a->cfg.lock_timeout_ms, a->cfg.statement_timeout_ms);
-  int rc = first ? first_exec(a, sql, err) : pgg_pq_exec(a->conn, sql, err);
-  if (rc)
+  return pgg_pq_exec(a->conn, sql, err);
+}
+
+/*
+ * Open a repair transaction and, the first time, take the repair lock:
+ * session-level, so it stays held across the commits of the repair's groups
+ * (a transaction-level lock would end at the first) until unlock_repair().
+ * Waiting for it is bounded by lock_timeout like any lock.
+ */
+static int begin_locked(pgg_admin *a, bool first, pgg_buf *err)
+{
+  const char *begin = "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE";
+  int rc = first ? first_exec(a, begin, err) : pgg_pq_exec(a->conn, begin, err);
+  if (!rc)
+    rc = tx_settings(a, err);
+  if (rc || a->locked)
     return rc;
-  snprintf(sql, sizeof sql, "SELECT pg_catalog.pg_advisory_xact_lock(%lld)",
+  char sql[128];
+  snprintf(sql, sizeof sql, "SELECT pg_catalog.pg_advisory_lock(%lld)",
            (long long)PGG_ADVISORY_KEY);
   PGresult *res = PQexec(a->conn, sql);
   if (res && PQresultStatus(res) == PGRES_TUPLES_OK) {
     PQclear(res);
+    a->locked = true;
     return PGG_OK;
   }
   if (strcmp(pgg_pq_sqlstate(res), "55P03") == 0)
@@ -761,6 +780,38 @@ static int begin_locked(pgg_admin *a, bool first, pgg_buf *err)
     pgg_pq_error(err, a->conn, res);
   PQclear(res);
   return PQstatus(a->conn) == CONNECTION_OK ? PGG_ERR_BUSY : PGG_ERR_UPSTREAM;
+}
+
+/* End the repair's hold on the lock (a lost session has already lost it). */
+static void unlock_repair(pgg_admin *a)
+{
+  if (!a->locked)
+    return;
+  a->locked = false;
+  if (!a->conn || PQstatus(a->conn) != CONNECTION_OK)
+    return;
+  if (PQtransactionStatus(a->conn) != PQTRANS_IDLE)
+    PQclear(PQexec(a->conn, "ROLLBACK"));
+  char sql[128];
+  snprintf(sql, sizeof sql, "SELECT pg_catalog.pg_advisory_unlock(%lld)",
+           (long long)PGG_ADVISORY_KEY);
+  PQclear(PQexec(a->conn, sql));
+}
+
+/*
+ * Commit what ran so far and open the next transaction: after a statement
+ * that locked a table which existed before the repair, so that lock is
+ * released at once instead of being held while later statements wait for
+ * theirs (lock_timeout each). The repair lock stays.
+ */
+static int next_group(pgg_admin *a, pgg_buf *err)
+{
+  int rc = pgg_pq_exec(a->conn, "COMMIT", err);
+  if (!rc)
+    rc = pgg_pq_exec(a->conn, "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE", err);
+  if (!rc)
+    rc = tx_settings(a, err);
+  return rc;
 }
 
 /* The role new objects belong to: --object-owner, or the database's owner. */
@@ -874,9 +925,10 @@ static int run_stmts(pgg_admin *a, const pgg_plan *p, int only, const char *owne
                  pgg_stmt_concurrent(p, i);
     if (only >= 0 ? (int)s->kind != only : apart)
       continue;
+    bool existing = false;
     if (owner) {
       const char *want = runs_as_owner(s->kind) ? owner : "NONE";
-      if (existing_table_owner(a, s, live, &table_owner))
+      if ((existing = existing_table_owner(a, s, live, &table_owner)))
         want = (const char *)table_owner.data;
       if (strcmp(want, current) != 0) {
         /* In a savepoint when partial-safe: an admin that may not act as
@@ -914,6 +966,15 @@ static int run_stmts(pgg_admin *a, const pgg_plan *p, int only, const char *owne
     }
     if (!failed || *failed == before)
       (*ran)++;
+    /* Partial-safe runs commit after each statement on a table that
+     * existed: its lock is not held while the rest waits for theirs. */
+    if (failed && existing && i + 1 < p->n) {
+      if ((rc = next_group(a, err)) != PGG_OK) {
+        pgg_buf_free(&table_owner);
+        return rc;
+      }
+      current[0] = 0;   /* SET LOCAL ROLE ended with the transaction */
+    }
   }
   pgg_buf_free(&table_owner);
   return PGG_OK;
@@ -1073,11 +1134,9 @@ int pgg_admin_repair(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result
         rc = fill_drift(out, &d);
       goto round_end;
     }
-    if ((rc = pgg_pq_exec(a->conn, "SET LOCAL search_path = ''", &err)) != PGG_OK)
-      goto round_end;
     /* (c) PostgreSQL refuses to use an enum label in the transaction that
-     * added it (55P04): labels are committed on their own, first. The lock
-     * is then released, so the next round re-reads and re-plans. */
+     * added it (55P04): labels are committed on their own, first; the next
+     * round, still under the repair lock, re-reads and re-plans. */
     if (plan_has(&plan, PGG_STMT_ADD_ENUM_VALUE)) {
       rc = run_stmts(a, &plan, PGG_STMT_ADD_ENUM_VALUE, NULL, NULL, &ran, NULL, &err);
       if (!rc)
@@ -1089,15 +1148,16 @@ int pgg_admin_repair(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result
       }
       goto round_end;
     }
-    /* (d) Everything else in one transaction, new objects owned by the
-     * application's role. */
+    /* (d) Everything else, new objects owned by the application's role;
+     * a transaction of its own after each statement on an existing table
+     * (run_stmts). */
     if ((rc = owner_role(a, &owner, &err)) != PGG_OK)
       goto round_end;
     if ((rc = pgg_buf_append_u8(&owner, 0)) != PGG_OK)
       goto round_end;
-    /* As pg_dump does: a function body may name a table created later in
-     * the plan, or one only the application's search_path finds. */
-    rc = pgg_pq_exec(a->conn, "SET LOCAL check_function_bodies = off", &err);
+    /* tx_settings turned check_function_bodies off, as pg_dump does: a
+     * function body may name a table created later in the plan, or one
+     * only the application's search_path finds. */
     unsigned failed = 0;
     if (!rc)
       rc = run_stmts(a, &plan, -1, (const char *)owner.data, &live, &ran, &failed, &err);
@@ -1122,6 +1182,8 @@ int pgg_admin_repair(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result
     if (!rc) {
       out->statements += ran;
       applied = true;
+      /* A refresh runs a query of unknown cost: not under the repair lock. */
+      unlock_repair(a);
       if (plan_has(&plan, PGG_STMT_REFRESH_MATVIEW))
         out->statements += refresh_matviews(a, &plan, (const char *)owner.data, out);
       rc = take_builds(&plan, &out->builds);
@@ -1138,6 +1200,7 @@ int pgg_admin_repair(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result
       break;
   }
 
+  unlock_repair(a);
   if (rc) {
     /* statements keeps counting what did commit: enum labels from an
      * earlier round stay, PostgreSQL cannot take them back. */

@@ -402,3 +402,54 @@ def test_an_admin_that_may_not_act_as_a_tables_owner_fails_that_statement_only(p
   assert not db.sql("SELECT 1 FROM information_schema.columns WHERE table_name = 'foreign_t'"
                     " AND column_name = 'extra'")
   assert password not in inst.log
+
+
+def test_a_statement_on_an_existing_table_commits_on_its_own_under_the_session_lock(
+    pg, pgguard, tmp_path):
+  """Each statement on a table that existed commits at once: while the repair waits for a
+  lock on a busy table, the table it already changed is readable (its ACCESS EXCLUSIVE was
+  released) and its new column is there. The repair lock is session-level: held across those
+  commits, released at the end."""
+  db = AppDb(pg, "guard_repair_groups")
+  db.sql("CREATE TABLE a_first (id int PRIMARY KEY)")
+  db.sql("CREATE TABLE b_busy (id int PRIMARY KEY)")
+  db.sql("INSERT INTO a_first VALUES (1)")
+  schema = tmp_path / "schema.sql"
+  schema.write_text("CREATE TABLE a_first (id int PRIMARY KEY, note text);\n"
+                    "CREATE TABLE b_busy (id int PRIMARY KEY, note text);\n"
+                    "CREATE TABLE c_new (id int PRIMARY KEY);\n")
+  holder = psycopg2.connect(db.pg.dsn(dbname=db.name))
+  holder.autocommit = False
+  with holder.cursor() as cur:
+    cur.execute("SELECT * FROM b_busy")   # ACCESS SHARE until rollback
+  try:
+    inst = start_repairing(pgguard, db, schema, "--lock-timeout", "8000")
+    # The repair now waits for b_busy's lock ...
+    wait_until(lambda: db.sql(
+      "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+      " WHERE c.relname = 'b_busy' AND NOT l.granted")[0][0] == 1, what="the wait on b_busy")
+    # ... while a_first's new column is committed and the table free again.
+    probe = psycopg2.connect(db.pg.dsn(dbname=db.name))
+    probe.autocommit = True
+    with probe.cursor() as cur:
+      cur.execute("SET lock_timeout = '500ms'")
+      cur.execute("SELECT id, note FROM a_first")
+      assert cur.fetchall() == [(1, None)]
+      # The repair lock is held across that commit.
+      cur.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_KEY,))
+      assert cur.fetchone() == (False,)
+    probe.close()
+  finally:
+    holder.rollback()
+    holder.close()
+  event, line = wait_repair(inst)
+  assert event == "repair_applied", inst.log[-3000:]
+  assert "c_new" in db.tables()
+  assert db.sql("SELECT count(*) FROM information_schema.columns WHERE column_name = 'note'"
+                " AND table_name IN ('a_first', 'b_busy')") == [(2,)]
+  # Released at the end: another session takes it at once.
+  conn = psycopg2.connect(db.pg.dsn(dbname=db.name))
+  with conn.cursor() as cur:
+    cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (ADVISORY_KEY,))
+    assert cur.fetchone() == (True,)
+  conn.close()
