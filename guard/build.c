@@ -170,7 +170,8 @@ static int run_single(PGconn *conn, const pgg_stmt *s, pgg_build_result *out, pg
 }
 
 /* One unit: drop a failed build, build, finish. PGG_ERR_UPSTREAM ends the run. */
-static int run_unit(PGconn *conn, const pgg_stmt *u, pgg_build_result *out, pgg_buf *err)
+static int run_unit(pgg_builder *b, PGconn *conn, const pgg_stmt *u, pgg_build_result *out,
+                    pgg_buf *err)
 {
   index_state st = build_state(conn, &u[0]);
   if (st == IDX_UNKNOWN) {
@@ -186,10 +187,12 @@ static int run_unit(PGconn *conn, const pgg_stmt *u, pgg_build_result *out, pgg_
   if (!rc && st != IDX_VALID) {
     rc = pgg_pq_exec(conn, u[1].sql, err);
     if (rc && rc != PGG_ERR_UPSTREAM) {
-      /* Duplicates, a lock wait or a cancel: the build is left INVALID. */
+      /* Duplicates, a lock wait or a cancel: the build is left INVALID.
+       * Dropped now, unless pgguard is stopping (DROP INDEX CONCURRENTLY
+       * waits for older transactions too): then the next run drops it. */
       note_failure(out, &u[1], err);
       pgg_buf_reset(err);
-      if (build_state(conn, &u[0]) == IDX_INVALID)
+      if (!stopping(b) && build_state(conn, &u[0]) == IDX_INVALID)
         pgg_pq_exec(conn, u[0].sql, err);
       rc = PGG_OK;
       goto done;
@@ -258,7 +261,7 @@ int pgg_builder_run(pgg_builder *b, const char *conninfo, int lock_timeout_ms,
                u[1].kind == PGG_STMT_CREATE_INDEX_CONCURRENTLY &&
                (u[2].kind == PGG_STMT_RENAME_INDEX ||
                 u[2].kind == PGG_STMT_ADD_CONSTRAINT_USING_INDEX)) {
-      rc = run_unit(conn, u, out, &err);
+      rc = run_unit(b, conn, u, out, &err);
       i += 3;
     } else {
       break;  /* not the planner's shape: run nothing of it */
