@@ -141,24 +141,101 @@ static void note_failure(pgg_build_result *out, const pgg_stmt *s, const pgg_buf
              (int)err->len, (const char *)err->data, s->sql);
 }
 
+/*
+ * A statement that may run long (CREATE INDEX CONCURRENTLY and its DROP):
+ * sent under the mutex pgg_builder_cancel takes, so a cancel either finds
+ * it running or finds stopping set before it is sent, never the gap in
+ * between. PGG_ERR_BUSY when stopping.
+ */
+static int long_exec(pgg_builder *b, PGconn *conn, const char *sql, pgg_buf *err)
+{
+  pthread_mutex_lock(&b->mu);
+  bool go = !b->stopping;
+  int sent = go ? PQsendQuery(conn, sql) : 0;
+  pthread_mutex_unlock(&b->mu);
+  if (!go)
+    return PGG_ERR_BUSY;
+  if (!sent) {
+    pgg_pq_error(err, conn, NULL);
+    return PQstatus(conn) == CONNECTION_OK ? PGG_ERR_DB : PGG_ERR_UPSTREAM;
+  }
+  int rc = PGG_OK;
+  PGresult *res;
+  while ((res = PQgetResult(conn)) != NULL) {
+    if (rc == PGG_OK)
+      rc = pgg_pq_done(conn, res, err);
+    else
+      PQclear(res);
+  }
+  return rc;
+}
+
+static int set_lock_timeout(PGconn *conn, int ms, pgg_buf *err)
+{
+  char sql[64];
+  snprintf(sql, sizeof sql, "SET lock_timeout = %d", ms);
+  return pgg_pq_exec(conn, sql, err);
+}
+
+/*
+ * Whether the goal of a unit (or of a foreign key that followed one) is
+ * there already: another sidecar, or an earlier run, finished it. The
+ * builder then builds nothing: a second index would be a duplicate that
+ * nothing ever drops.
+ */
+static bool goal_exists(PGconn *conn, const pgg_stmt *finish)
+{
+  if (!finish->target[0] || !finish->target[1] || !finish->target[2])
+    return false;
+  const char *params[3] = {finish->target[0], finish->target[1], finish->target[2]};
+  /* A relation of the goal's name blocks a rename and an attach alike (the
+   * attached index takes the constraint's name); a constraint of that name
+   * on the table is the goal itself. */
+  PGresult *res = PQexecParams(conn,
+      "SELECT 1 FROM pg_catalog.pg_class c"
+      " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+      " WHERE n.nspname = $1 AND c.relname = $3"
+      " UNION ALL SELECT 1 FROM pg_catalog.pg_constraint k"
+      " JOIN pg_catalog.pg_class c ON c.oid = k.conrelid"
+      " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+      " WHERE n.nspname = $1 AND c.relname = $2 AND k.conname = $3",
+      3, NULL, params, NULL, NULL, 0);
+  bool there = res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) > 0;
+  PQclear(res);
+  return there;
+}
+
 /* Become the owner of the table sql works on, as the transactional part
- * runs its statements; false when the role could not be taken. */
-static bool as_table_owner(PGconn *conn, const char *sql, pgg_buf *err)
+ * runs its statements. A role that cannot be taken fails the statement:
+ * never run as the admin instead. */
+static int as_table_owner(PGconn *conn, const char *sql, pgg_buf *err)
 {
   pgg_buf role;
   pgg_buf_init(&role);
-  bool ok = table_owner(conn, sql, &role) &&
-            pgg_pq_exec(conn, (const char *)role.data, err) == PGG_OK;
+  int rc = table_owner(conn, sql, &role) ? pgg_pq_exec(conn, (const char *)role.data, err)
+                                         : PGG_ERR_DB;
+  if (rc == PGG_ERR_DB && !err->len)
+    pgg_buf_printf(err, "cannot tell the owner of the table");
   pgg_buf_free(&role);
-  pgg_buf_reset(err);
-  return ok;
+  return rc;
 }
 
-/* One statement. PGG_ERR_UPSTREAM ends the run. */
+/* What ends the run: a lost session, or pgguard stopping. */
+static bool fatal(int rc)
+{
+  return rc == PGG_ERR_UPSTREAM || rc == PGG_ERR_BUSY;
+}
+
+/* A foreign key that waited for the key it references. */
 static int run_single(PGconn *conn, const pgg_stmt *s, pgg_build_result *out, pgg_buf *err)
 {
-  bool as_owner = as_table_owner(conn, s->sql, err);
-  int rc = pgg_pq_exec(conn, s->sql, err);
+  if (goal_exists(conn, s)) {
+    out->already++;
+    return PGG_OK;
+  }
+  int rc = as_table_owner(conn, s->sql, err);
+  if (!rc)
+    rc = pgg_pq_exec(conn, s->sql, err);
   if (rc == PGG_ERR_UPSTREAM)
     return rc;
   if (rc)
@@ -166,58 +243,78 @@ static int run_single(PGconn *conn, const pgg_stmt *s, pgg_build_result *out, pg
   else
     out->built++;
   pgg_buf_reset(err);
-  return as_owner ? pgg_pq_exec(conn, "RESET ROLE", err) : PGG_OK;
+  return pgg_pq_exec(conn, "RESET ROLE", err);
 }
 
-/* One unit: drop a failed build, build, finish. PGG_ERR_UPSTREAM ends the run. */
-static int run_unit(pgg_builder *b, PGconn *conn, const pgg_stmt *u, pgg_build_result *out,
-                    pgg_buf *err)
+/* One unit: drop a failed build, build, finish. PGG_ERR_UPSTREAM or
+ * PGG_ERR_BUSY (stopping) ends the run. */
+static int run_unit(pgg_builder *b, PGconn *conn, int lock_timeout_ms, const pgg_stmt *u,
+                    pgg_build_result *out, pgg_buf *err)
 {
+  if (goal_exists(conn, &u[2])) {
+    out->already++;
+    return PGG_OK;
+  }
   index_state st = build_state(conn, &u[0]);
   if (st == IDX_UNKNOWN) {
     pgg_buf_printf(err, "cannot read pg_index");
     note_failure(out, &u[0], err);
+    pgg_buf_reset(err);
     return PQstatus(conn) == CONNECTION_OK ? PGG_OK : PGG_ERR_UPSTREAM;
   }
-  bool as_owner = as_table_owner(conn, u[1].sql, err);
-  int rc = PGG_OK;
-  const pgg_stmt *at = &u[0];
-  if (st == IDX_INVALID)
-    rc = pgg_pq_exec(conn, u[0].sql, err);
+  const pgg_stmt *at = &u[1];
+  int rc = as_table_owner(conn, u[1].sql, err);
+  /* CREATE INDEX CONCURRENTLY waits for every older transaction of the
+   * database, whatever it touches: a report query, pg_dump, an idle
+   * session. lock_timeout would cancel the build after it did all its
+   * work; it waits instead, blocking nobody (SHARE UPDATE EXCLUSIVE), and
+   * stopping cancels it. */
+  if (!rc)
+    rc = set_lock_timeout(conn, 0, err);
+  if (!rc && st == IDX_INVALID) {
+    at = &u[0];
+    rc = long_exec(b, conn, u[0].sql, err);
+  }
   if (!rc && st != IDX_VALID) {
-    rc = pgg_pq_exec(conn, u[1].sql, err);
-    if (rc && rc != PGG_ERR_UPSTREAM) {
-      /* Duplicates, a lock wait or a cancel: the build is left INVALID.
-       * Dropped now, unless pgguard is stopping (DROP INDEX CONCURRENTLY
-       * waits for older transactions too): then the next run drops it. */
+    at = &u[1];
+    rc = long_exec(b, conn, u[1].sql, err);
+    if (rc && !fatal(rc)) {
+      /* Duplicates or a cancel: the build is left INVALID, dropped now
+       * (the next run drops it when this one cannot). */
       note_failure(out, &u[1], err);
       pgg_buf_reset(err);
-      if (!stopping(b) && build_state(conn, &u[0]) == IDX_INVALID)
-        pgg_pq_exec(conn, u[0].sql, err);
-      rc = PGG_OK;
+      if (build_state(conn, &u[0]) == IDX_INVALID)
+        rc = long_exec(b, conn, u[0].sql, err);
+      rc = fatal(rc) ? rc : PGG_OK;
       goto done;
     }
   }
+  /* The finish takes ACCESS EXCLUSIVE (attach) or SHARE UPDATE EXCLUSIVE
+   * (rename), briefly: its wait is bounded like the repair's. */
+  if (!rc)
+    rc = set_lock_timeout(conn, lock_timeout_ms, err);
   if (!rc) {
     at = &u[2];
     rc = pgg_pq_exec(conn, u[2].sql, err);
   }
   if (!rc)
     out->built++;
-  else if (rc != PGG_ERR_UPSTREAM)
+  else if (!fatal(rc))
     note_failure(out, at, err);
-  if (rc != PGG_ERR_UPSTREAM)
+  if (!fatal(rc))
     rc = PGG_OK;
 done:
-  if (rc != PGG_ERR_UPSTREAM)
+  if (!fatal(rc))
     pgg_buf_reset(err);
-  if (as_owner && rc == PGG_OK)
+  if (rc == PGG_OK)
     rc = pgg_pq_exec(conn, "RESET ROLE", err);
+  if (rc == PGG_OK)
+    rc = set_lock_timeout(conn, lock_timeout_ms, err);
   return rc;
 }
 
 int pgg_builder_run(pgg_builder *b, const char *conninfo, int lock_timeout_ms,
-                    const pgg_plan *units, pgg_build_result *out)
+                    int statement_timeout_ms, const pgg_plan *units, pgg_build_result *out)
 {
   memset(out, 0, sizeof *out);
   double t0 = now_seconds();
@@ -233,6 +330,8 @@ int pgg_builder_run(pgg_builder *b, const char *conninfo, int lock_timeout_ms,
   if (!set_session(b, conn))
     goto out;
   char sql[128];
+  /* No statement_timeout for the builds, which may rightly take hours; a
+   * foreign key that follows them gets the repair's. */
   snprintf(sql, sizeof sql, "SET statement_timeout = 0; SET lock_timeout = %d", lock_timeout_ms);
   rc = pgg_pq_exec(conn, sql, &err);
   PGresult *res = NULL;
@@ -254,17 +353,25 @@ int pgg_builder_run(pgg_builder *b, const char *conninfo, int lock_timeout_ms,
   for (size_t i = 0; !out->busy && i < units->n && !stopping(b);) {
     const pgg_stmt *u = &units->stmts[i];
     if (u[0].kind == PGG_STMT_ADD_CONSTRAINT) {
-      /* A foreign key that waited for the key it references. */
-      rc = run_single(conn, u, out, &err);
+      snprintf(sql, sizeof sql, "SET statement_timeout = %d", statement_timeout_ms);
+      rc = pgg_pq_exec(conn, sql, &err);
+      if (!rc)
+        rc = run_single(conn, u, out, &err);
+      if (!rc)
+        rc = pgg_pq_exec(conn, "SET statement_timeout = 0", &err);
       i++;
     } else if (i + 3 <= units->n && u[0].kind == PGG_STMT_DROP_INVALID_INDEX &&
                u[1].kind == PGG_STMT_CREATE_INDEX_CONCURRENTLY &&
                (u[2].kind == PGG_STMT_RENAME_INDEX ||
                 u[2].kind == PGG_STMT_ADD_CONSTRAINT_USING_INDEX)) {
-      rc = run_unit(b, conn, u, out, &err);
+      rc = run_unit(b, conn, lock_timeout_ms, u, out, &err);
       i += 3;
     } else {
       break;  /* not the planner's shape: run nothing of it */
+    }
+    if (rc == PGG_ERR_BUSY) {
+      rc = PGG_OK;   /* stopping: the rest is left to the next run */
+      break;
     }
     if (rc) {
       snprintf(out->error, sizeof out->error, "%.*s", (int)err.len, (const char *)err.data);

@@ -100,6 +100,7 @@ typedef struct {
    * cannot store its default as a missing value (the default is volatile,
    * or could not be evaluated), so ADD COLUMN rewrites a table with rows. */
   bool volatile_default;
+  bool default_unprobed;  /* ... because the probe could not run or evaluate it */
 } pgg_object;
 
 /*
@@ -219,6 +220,14 @@ int pgg_drift_hazards(pgg_drift *d, const pgg_catalog *live);
  * planned. The old table's own objects go implied with it. Pure.
  */
 int pgg_drift_renames(pgg_drift *d);
+/* Whether the missing object o would be built on column c (an index,
+ * trigger or constraint naming it, a foreign key or view reading it, an
+ * OWNED BY pointing at it), or on table or view r. From the definitions
+ * PostgreSQL printed; used to hold back what depends on a held object. */
+bool pgg_needs_column(const pgg_object *o, const pgg_object *c);
+bool pgg_needs_relation(const pgg_object *o, const pgg_object *r);
+/* Whether a printed definition names schema.name (string literals skipped). */
+bool pgg_def_names_qualified(const char *def, const char *schema, const char *name);
 
 /* ---- Additive plan (guard/plan.c) ------------------------------------- */
 
@@ -264,10 +273,11 @@ typedef enum {
  * there: it follows the units. */
 #define PGG_STMT_FIRST_CONCURRENT PGG_STMT_DROP_INVALID_INDEX
 
-/* "pgguard_build_" and 16 hex digits of a hash of (schema, table, name). */
+/* "pgguard_build_" and 16 hex digits of a hash of (schema, table, name,
+ * definition). */
 #define PGG_BUILD_PREFIX "pgguard_build_"
 #define PGG_BUILD_NAME_LEN 31
-void pgg_build_name(const char *schema, const char *table, const char *name,
+void pgg_build_name(const char *schema, const char *table, const char *name, const char *def,
                     char out[PGG_BUILD_NAME_LEN]);
 
 /*
@@ -298,7 +308,14 @@ bool pgg_key_columns(const char *cols, size_t len, bool (*fn)(const char *name, 
 typedef struct {
   pgg_stmt_kind kind;
   char *sql;                  /* one statement, no trailing semicolon, identifiers quoted */
+  /* The last statement of a concurrent unit, and a foreign key that follows
+   * one: schema, table and name of the index (RENAME) or constraint it
+   * makes, so the builder skips a unit whose goal exists. NULL otherwise. */
+  char *target[3];
 } pgg_stmt;
+
+/* Free a statement's strings (the plan frees them all: pgg_plan_free). */
+void pgg_stmt_free(pgg_stmt *s);
 
 typedef struct {
   pgg_stmt *stmts;

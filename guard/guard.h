@@ -175,14 +175,16 @@ pgg_server_match pgg_admin_server(const pgg_admin *a, const char **why);
  * a waiting request's replay nor the next repair waits for a build, and
  * single-flight across sidecars under the session-level advisory lock
  * PGG_BUILD_KEY (a sidecar that finds it taken leaves the builds to its
- * holder). statement_timeout is off for them; lock_timeout still bounds
- * every wait, the waits for older transactions included.
+ * holder). Neither statement_timeout nor lock_timeout bounds a build or
+ * its DROP (CREATE INDEX CONCURRENTLY waits for every older transaction,
+ * blocking nobody); lock_timeout bounds the brief finish. Stopping cancels.
  */
 #define PGG_BUILD_KEY (PGG_ADVISORY_KEY + 3)
 
 typedef struct {
   unsigned built;        /* units finished */
   unsigned failed;       /* units that failed; the first one's error is in error */
+  unsigned already;      /* units whose index or constraint existed: nothing built */
   bool busy;             /* another pgguard holds PGG_BUILD_KEY: nothing was done */
   char error[512];
   double seconds;
@@ -195,7 +197,7 @@ void pgg_builder_free(pgg_builder *b);
 /* Run the units (three statements each, see PGG_STMT_DROP_INVALID_INDEX).
  * PGG_OK when the session worked (units may still have failed). */
 int pgg_builder_run(pgg_builder *b, const char *conninfo, int lock_timeout_ms,
-                    const pgg_plan *units, pgg_build_result *out);
+                    int statement_timeout_ms, const pgg_plan *units, pgg_build_result *out);
 /* From another thread: cancel the running statement and start no other. */
 void pgg_builder_cancel(pgg_builder *b);
 

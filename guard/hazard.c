@@ -16,14 +16,39 @@
 
 /*
  * PostgreSQL adds a column with a default without touching the rows only
- * when it can store the default once, as the column's missing value
- * (atthasmissing): not for a volatile default, nor when evaluating it
- * fails. The rule is contain_volatile_functions over the planned
- * expression, which no SQL function exposes, and pg_depend does not record
- * built-in (pinned) functions; so each default is added, in the shadow, to
- * an empty temporary table, and PostgreSQL's own answer is read back. A
- * default that cannot be probed counts as volatile: fail closed.
+ * when it can store the default once, as the column's missing value: not
+ * for a volatile default (contain_volatile_functions over the planned
+ * expression, which no SQL function exposes; pg_depend does not even
+ * record built-in, pinned, functions). So PostgreSQL is asked itself: in
+ * the shadow, each default is added to a temporary table holding one row,
+ * and a new relfilenode means the table was rewritten. A default that
+ * cannot be evaluated there, or takes longer than PROBE_TIMEOUT, counts as
+ * volatile (fail closed), marked default_unprobed so the report says why.
  */
+#define PROBE_TIMEOUT "5s"
+
+static bool probe_ready(PGconn *conn, pgg_buf *err)
+{
+  return pgg_pq_exec(conn, "BEGIN", err) == PGG_OK &&
+         pgg_pq_exec(conn, "SET LOCAL search_path = ''; SET LOCAL statement_timeout = '"
+                     PROBE_TIMEOUT "'", err) == PGG_OK &&
+         pgg_pq_exec(conn, "CREATE TEMPORARY TABLE pgguard_probe ()", err) == PGG_OK &&
+         pgg_pq_exec(conn, "INSERT INTO pg_temp.pgguard_probe DEFAULT VALUES", err) == PGG_OK;
+}
+
+static const char q_filenode[] =
+  "SELECT pg_catalog.pg_relation_filenode('pg_temp.pgguard_probe'::pg_catalog.regclass)";
+
+static bool filenode(PGconn *conn, char *out, size_t n)
+{
+  PGresult *res = PQexec(conn, q_filenode);
+  bool ok = res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+  if (ok)
+    snprintf(out, n, "%s", PQgetvalue(res, 0, 0));
+  PQclear(res);
+  return ok;
+}
+
 int pgg_probe_defaults(PGconn *conn, pgg_catalog *desired, pgg_buf *err)
 {
   bool any = false;
@@ -33,9 +58,11 @@ int pgg_probe_defaults(PGconn *conn, pgg_catalog *desired, pgg_buf *err)
   }
   if (!any)
     return PGG_OK;
-  bool ready = pgg_pq_exec(conn, "BEGIN", err) == PGG_OK &&
-               pgg_pq_exec(conn, "SET LOCAL search_path = ''", err) == PGG_OK &&
-               pgg_pq_exec(conn, "CREATE TEMPORARY TABLE pgguard_probe ()", err) == PGG_OK;
+  size_t mark0 = err->len;
+  char before[32] = "";
+  bool ready = probe_ready(conn, err) && filenode(conn, before, sizeof before);
+  /* Not a load failure: every default then counts as volatile. */
+  err->len = mark0;
   pgg_buf q;
   pgg_buf_init(&q);
   int rc = PGG_OK;
@@ -43,7 +70,7 @@ int pgg_probe_defaults(PGconn *conn, pgg_catalog *desired, pgg_buf *err)
     pgg_object *c = &desired->objs[i];
     if (c->kind != PGG_OBJ_COLUMN || !c->default_expr || c->identity || c->generated)
       continue;
-    c->volatile_default = true;
+    c->volatile_default = c->default_unprobed = true;
     if (!ready)
       continue;
     pgg_buf_reset(&q);
@@ -53,27 +80,27 @@ int pgg_probe_defaults(PGconn *conn, pgg_catalog *desired, pgg_buf *err)
       rc = pgg_buf_append_u8(&q, 0);
     if (rc)
       break;
+    size_t mark = err->len;
     if (pgg_pq_exec(conn, "SAVEPOINT pgguard_probe", err) != PGG_OK) {
       ready = false;
+      err->len = mark;
       continue;
     }
-    size_t mark = err->len;
-    if (pgg_pq_exec(conn, (const char *)q.data, err) == PGG_OK) {
-      PGresult *res = PQexec(conn, "SELECT a.atthasmissing FROM pg_catalog.pg_attribute a"
-                                   " WHERE a.attrelid = 'pg_temp.pgguard_probe'::pg_catalog.regclass"
-                                   " AND a.attname = 'probe'");
-      if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-        c->volatile_default = PQgetvalue(res, 0, 0)[0] != 't';
-      PQclear(res);
+    char after[32];
+    if (pgg_pq_exec(conn, (const char *)q.data, err) == PGG_OK &&
+        filenode(conn, after, sizeof after)) {
+      c->volatile_default = strcmp(before, after) != 0;
+      c->default_unprobed = false;
     }
     /* A default that cannot be evaluated here is no load failure. */
     err->len = mark;
-    if (pgg_pq_exec(conn, "ROLLBACK TO SAVEPOINT pgguard_probe", err) != PGG_OK)
+    if (pgg_pq_exec(conn, "ROLLBACK TO SAVEPOINT pgguard_probe", err) != PGG_OK) {
       ready = false;
+      err->len = mark;
+    }
   }
   pgg_buf_free(&q);
-  PGresult *res = PQexec(conn, "ROLLBACK");
-  PQclear(res);
+  PQclear(PQexec(conn, "ROLLBACK"));
   if (!rc && PQstatus(conn) != CONNECTION_OK) {
     pgg_buf_printf(err, "the shadow database's session was lost while probing column defaults");
     rc = PGG_ERR_UPSTREAM;
@@ -123,8 +150,12 @@ static const char *hazard_of(const pgg_object *o, const pgg_object *t, const pgg
       return why;
     }
     if (o->default_expr && o->volatile_default) {
-      snprintf(why, n, "its default %s is volatile: ADD COLUMN evaluates it for every row, "
-               "rewriting the table under ACCESS EXCLUSIVE", o->default_expr);
+      snprintf(why, n, o->default_unprobed
+               ? "its default %s could not be shown stable (the shadow database could not "
+                 "evaluate it): ADD COLUMN might evaluate it for every row, rewriting the table "
+                 "under ACCESS EXCLUSIVE"
+               : "its default %s is volatile: ADD COLUMN evaluates it for every row, "
+                 "rewriting the table under ACCESS EXCLUSIVE", o->default_expr);
       return why;
     }
     return NULL;
@@ -160,32 +191,38 @@ static const char *hazard_of(const pgg_object *o, const pgg_object *t, const pgg
   return why;
 }
 
-/* Whether definition names column as an identifier (bare or quoted). */
-static bool names_column(const char *def, const char *column)
-{
-  if (!def)
-    return false;
-  size_t n = strlen(column);
-  for (const char *p = strstr(def, column); p; p = strstr(p + 1, column)) {
-    char before = p > def ? p[-1] : ' ', after = p[n];
-    bool quoted = before == '"' && after == '"';
-    bool bare = !(before == '_' || before == '.' || (before >= 'a' && before <= 'z') ||
-                  (before >= '0' && before <= '9')) &&
-                !(after == '_' || (after >= 'a' && after <= 'z') || (after >= '0' && after <= '9'));
-    if (quoted || bare)
-      return true;
-  }
-  return false;
-}
-
 static void move_item(pgg_drift *d, pgg_drift_item *it, char *why)
 {
   pgg_obj_kind k = it->desired->kind;
-  d->counts[k][PGG_DRIFT_MISSING]--;
-  d->counts[k][PGG_DRIFT_NEEDS_MIGRATION]++;
+  if (!it->implied) {
+    d->counts[k][PGG_DRIFT_MISSING]--;
+    d->counts[k][PGG_DRIFT_NEEDS_MIGRATION]++;
+  }
   it->state = PGG_DRIFT_NEEDS_MIGRATION;
   free(it->why);
   it->why = why;
+}
+
+/*
+ * The shadow decided whether a default is volatile by its own functions.
+ * One that calls a function the live database has differently (a
+ * conflicting function, never replaced: it may be VOLATILE there) is not
+ * known to be stable on live: fail closed.
+ */
+static const char *conflicting_call(const pgg_drift *d, const pgg_object *col)
+{
+  for (size_t i = 0; col->default_expr && i < d->n; i++) {
+    const pgg_drift_item *it = &d->items[i];
+    if (it->state != PGG_DRIFT_CONFLICTING || !it->desired ||
+        it->desired->kind != PGG_OBJ_FUNCTION)
+      continue;
+    char base[256];
+    snprintf(base, sizeof base, "%s", it->desired->name);
+    base[strcspn(base, "(")] = 0;
+    if (pgg_def_names_qualified(col->default_expr, it->desired->schema, base))
+      return it->desired->name;
+  }
+  return NULL;
 }
 
 int pgg_drift_hazards(pgg_drift *d, const pgg_catalog *live)
@@ -200,6 +237,12 @@ int pgg_drift_hazards(pgg_drift *d, const pgg_catalog *live)
     if (!t || !t->has_rows)
       continue;
     const char *why = hazard_of(o, t, live, buf, sizeof buf);
+    const char *f = o->kind == PGG_OBJ_COLUMN && !why ? conflicting_call(d, o) : NULL;
+    if (f) {
+      snprintf(buf, sizeof buf, "its default calls %s.%s, which differs on this database: "
+               "it may be volatile here, and ADD COLUMN would rewrite the table", o->schema, f);
+      why = buf;
+    }
     if (!why)
       continue;
     char *copy = strdup(why);
@@ -207,26 +250,37 @@ int pgg_drift_hazards(pgg_drift *d, const pgg_catalog *live)
       return PGG_ERR_NOMEM;
     move_item(d, it, copy);
   }
-  /* What names a column that waits for a migration waits with it: an
-   * index or a constraint on it could only fail. */
-  for (size_t i = 0; i < d->n; i++) {
-    pgg_drift_item *it = &d->items[i];
-    const pgg_object *o = it->desired;
-    if (it->state != PGG_DRIFT_MISSING || it->implied || !o || !o->parent ||
-        (o->kind != PGG_OBJ_INDEX && o->kind != PGG_OBJ_CONSTRAINT))
-      continue;
-    for (size_t j = 0; j < d->n; j++) {
-      const pgg_drift_item *c = &d->items[j];
-      if (c->state != PGG_DRIFT_NEEDS_MIGRATION || c->desired->kind != PGG_OBJ_COLUMN ||
-          strcmp(c->desired->schema, o->schema) != 0 || strcmp(c->desired->parent, o->parent) != 0 ||
-          !names_column(o->definition, c->desired->name))
+  /* What would be built on a column that waits for a migration waits
+   * with it: an index, constraint or trigger naming it, a foreign key or a
+   * view reading it, and what is built on such a view, until nothing more
+   * moves. */
+  for (bool moved = true; moved;) {
+    moved = false;
+    for (size_t i = 0; i < d->n; i++) {
+      pgg_drift_item *it = &d->items[i];
+      const pgg_object *o = it->desired;
+      /* A new table's constraints, indexes and triggers are implied but
+       * planned one by one: they wait too (its columns come with it). */
+      if (it->state != PGG_DRIFT_MISSING || !o || (it->implied && o->kind == PGG_OBJ_COLUMN))
         continue;
-      snprintf(buf, sizeof buf, "it needs column %s, which needs a migration", c->desired->name);
-      char *copy = strdup(buf);
-      if (!copy)
-        return PGG_ERR_NOMEM;
-      move_item(d, it, copy);
-      break;
+      for (size_t j = 0; j < d->n; j++) {
+        const pgg_drift_item *h = &d->items[j];
+        const pgg_object *x = h->desired;
+        if (h->state != PGG_DRIFT_NEEDS_MIGRATION || h->implied || !x || x == o)
+          continue;
+        bool on = x->kind == PGG_OBJ_COLUMN ? pgg_needs_column(o, x)
+                  : x->kind == PGG_OBJ_VIEW ? pgg_needs_relation(o, x) : false;
+        if (!on)
+          continue;
+        snprintf(buf, sizeof buf, "it needs %s %s, which needs a migration",
+                 pgg_obj_kind_name(x->kind), x->name);
+        char *copy = strdup(buf);
+        if (!copy)
+          return PGG_ERR_NOMEM;
+        move_item(d, it, copy);
+        moved = true;
+        break;
+      }
     }
   }
   return PGG_OK;

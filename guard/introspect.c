@@ -1127,8 +1127,11 @@ static int ask_rows(PGconn *conn, const char *sql, bool *rows, pgg_buf *err)
 {
   bool in_xact = PQtransactionStatus(conn) == PQTRANS_INTRANS;
   int rc = pgg_pq_exec(conn, in_xact ? "SAVEPOINT pgg_rows" : "BEGIN", err);
+  /* row_security off: a read that row level security would filter (a
+   * FORCEd policy) fails instead of answering "empty", and so counts as
+   * having rows. */
   if (!rc)
-    rc = pgg_pq_exec(conn, "SET LOCAL lock_timeout = '1s'", err);
+    rc = pgg_pq_exec(conn, "SET LOCAL lock_timeout = '1s'; SET LOCAL row_security = off", err);
   if (rc)
     return rc;
   PGresult *res = PQexec(conn, sql);

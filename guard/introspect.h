@@ -35,7 +35,7 @@ int pgg_introspect_routines(PGconn *conn, pgg_catalog *out, pgg_buf *err);
  * the planner then adds a NOT NULL column nullable, a check NOT VALID and
  * an index concurrently, and pgg_drift_hazards holds back what would
  * rewrite it. A table that cannot be read (privilege, a lock held past
- * one second) counts as having rows.
+ * one second, row level security) counts as having rows.
  */
 /* Mark desired columns whose default PostgreSQL cannot add without a
  * rewrite (guard/hazard.c): run on a session of the shadow database. */

@@ -16,13 +16,15 @@ static bool starts(const char *s, const char *prefix)
   return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
-void pgg_build_name(const char *schema, const char *table, const char *name,
+void pgg_build_name(const char *schema, const char *table, const char *name, const char *def,
                     char out[PGG_BUILD_NAME_LEN])
 {
-  /* FNV-1a over the three names, each with its terminator. */
+  /* FNV-1a over the names and the definition, each with its terminator:
+   * a build left from another definition has another name, so it is never
+   * finished in place of this one. */
   uint64_t h = 0xcbf29ce484222325ULL;
-  const char *parts[3] = {schema, table, name};
-  for (int i = 0; i < 3; i++) {
+  const char *parts[4] = {schema, table, name, def};
+  for (int i = 0; i < 4; i++) {
     const unsigned char *p = (const unsigned char *)(parts[i] ? parts[i] : "");
     do {
       h ^= *p;

@@ -106,9 +106,9 @@ int pgg_metrics_render(const pgg_metrics *m, pgg_buf *out)
       bool modeled = pgg_obj_kind_modeled((pgg_obj_kind)k);
       if ((s == PGG_DRIFT_UNSUPPORTED && modeled) || (s == PGG_DRIFT_MISSING && !modeled))
         continue;
-      /* Only a column or a constraint can need a migration (an index is
-       * built concurrently), only a table or a column can be a rename. */
-      if (s == PGG_DRIFT_NEEDS_MIGRATION && k != PGG_OBJ_COLUMN && k != PGG_OBJ_CONSTRAINT)
+      /* Only what pgguard creates can need a migration, only a table or a
+       * column can be a rename. */
+      if (s == PGG_DRIFT_NEEDS_MIGRATION && !modeled)
         continue;
       if (s == PGG_DRIFT_SUSPECTED_RENAME && k != PGG_OBJ_TABLE && k != PGG_OBJ_COLUMN)
         continue;

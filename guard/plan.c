@@ -15,10 +15,18 @@ void pgg_plan_init(pgg_plan *p)
   memset(p, 0, sizeof *p);
 }
 
+void pgg_stmt_free(pgg_stmt *s)
+{
+  free(s->sql);
+  for (int i = 0; i < 3; i++)
+    free(s->target[i]);
+  *s = (pgg_stmt){s->kind, NULL, {NULL, NULL, NULL}};
+}
+
 void pgg_plan_free(pgg_plan *p)
 {
   for (size_t i = 0; i < p->n; i++)
-    free(p->stmts[i].sql);
+    pgg_stmt_free(&p->stmts[i]);
   free(p->stmts);
   pgg_plan_init(p);
 }
@@ -41,14 +49,16 @@ const char *pgg_group_name(int group)
     return "committed first, in a transaction of its own (PostgreSQL cannot use an enum "
            "label in the transaction that adds it)";
   case PGG_GROUP_MAIN:
-    return "one transaction under the repair lock, lock_timeout and statement_timeout set; "
-           "each statement in a savepoint, so a refused one is rolled back alone";
+    return "under the repair lock, lock_timeout and statement_timeout set, each statement in "
+           "a savepoint (a refused one is rolled back alone); new objects commit together, "
+           "each statement on a table that existed commits on its own";
   case PGG_GROUP_REFRESH:
     return "after COMMIT, each in a transaction of its own";
   default:
     return "after COMMIT, on a session of its own, outside any transaction, single-flight "
-           "across sidecars; no statement_timeout, lock_timeout bounds each wait; the DROP runs "
-           "only when pgguard's own build is INVALID";
+           "across sidecars; a build waits for older transactions without a timeout (it blocks "
+           "nobody), lock_timeout bounds the brief finish; a unit whose index or constraint "
+           "exists is skipped; the DROP runs only when pgguard's own build is INVALID";
   }
 }
 
@@ -415,7 +425,7 @@ static int emit(planner *pl, pgg_stmt_kind kind)
       p->stmts = v;
       p->cap = cap;
     }
-    p->stmts[p->n++] = (pgg_stmt){kind, (char *)pl->sql.data};
+    p->stmts[p->n++] = (pgg_stmt){.kind = kind, .sql = (char *)pl->sql.data};
     pgg_buf_init(&pl->sql);
   }
   /* The plan took the buffer's memory only when it took the statement. */
@@ -857,10 +867,21 @@ static const char *index_on(const char *def)
  * them): the drop of pgguard's own INVALID build, the build, and its
  * finish. Appended to the concurrent part, after everything transactional.
  */
-static int emit_unit(planner *pl, const char *schema, const char *build, pgg_stmt_kind build_kind,
-                     const char *build_sql_rest, pgg_stmt_kind finish_kind,
-                     const char *finish_sql)
+/* The goal of a concurrent statement (see pgg_stmt): copies of o's names. */
+static int set_target(pgg_stmt *s, const pgg_object *o)
 {
+  const char *names[3] = {o->schema, o->parent, o->name};
+  for (int i = 0; i < 3; i++)
+    if (!(s->target[i] = strdup(names[i] ? names[i] : "")))
+      return PGG_ERR_NOMEM;
+  return PGG_OK;
+}
+
+static int emit_unit(planner *pl, const pgg_object *goal, const char *build,
+                     pgg_stmt_kind build_kind, const char *build_sql_rest,
+                     pgg_stmt_kind finish_kind, const char *finish_sql)
+{
+  const char *schema = goal->schema;
   pgg_plan unit;
   pgg_plan_init(&unit);
   pgg_plan *saved = pl->out;
@@ -879,6 +900,8 @@ static int emit_unit(planner *pl, const char *schema, const char *build, pgg_stm
   if (!err)
     err = emit(pl, finish_kind);
   pl->out = saved;
+  if (!err && unit.n == 3)
+    err = set_target(&unit.stmts[2], goal);
   for (size_t i = 0; !err && unit.n == 3 && i < unit.n; i++) {
     pgg_plan *l = &pl->later;
     if (l->n == l->cap) {
@@ -892,7 +915,7 @@ static int emit_unit(planner *pl, const char *schema, const char *build, pgg_stm
       l->cap = cap;
     }
     l->stmts[l->n++] = unit.stmts[i];
-    unit.stmts[i].sql = NULL;
+    unit.stmts[i] = (pgg_stmt){0};
   }
   if (!err && unit.n != 3)
     pl->refused++;  /* emit() counted the refused one; the unit goes with it */
@@ -904,7 +927,7 @@ static int emit_unit(planner *pl, const char *schema, const char *build, pgg_stm
 static int plan_index_build(planner *pl, const pgg_object *x, const char *on)
 {
   char build[PGG_BUILD_NAME_LEN];
-  pgg_build_name(x->schema, x->parent, x->name, build);
+  pgg_build_name(x->schema, x->parent, x->name, x->definition, build);
   pgg_buf a, b;
   pgg_buf_init(&a);
   pgg_buf_init(&b);
@@ -934,7 +957,7 @@ static int plan_index_build(planner *pl, const pgg_object *x, const char *on)
   if (!err)
     err = pgg_buf_append_u8(&b, 0);
   if (!err)
-    err = emit_unit(pl, x->schema, build, PGG_STMT_CREATE_INDEX_CONCURRENTLY,
+    err = emit_unit(pl, x, build, PGG_STMT_CREATE_INDEX_CONCURRENTLY,
                     (const char *)a.data, PGG_STMT_RENAME_INDEX, (const char *)b.data);
   pgg_buf_free(&a);
   pgg_buf_free(&b);
@@ -946,7 +969,7 @@ static int plan_index_build(planner *pl, const pgg_object *x, const char *on)
 static int plan_key_build(planner *pl, const pgg_object *k, const pgg_key_def *kd)
 {
   char build[PGG_BUILD_NAME_LEN];
-  pgg_build_name(k->schema, k->parent, k->name, build);
+  pgg_build_name(k->schema, k->parent, k->name, k->definition, build);
   pgg_buf a, b;
   pgg_buf_init(&a);
   pgg_buf_init(&b);
@@ -993,7 +1016,7 @@ static int plan_key_build(planner *pl, const pgg_object *k, const pgg_key_def *k
     pl->bad = true;
   size_t before = pl->later.n;
   if (!err)
-    err = emit_unit(pl, k->schema, build, PGG_STMT_CREATE_INDEX_CONCURRENTLY,
+    err = emit_unit(pl, k, build, PGG_STMT_CREATE_INDEX_CONCURRENTLY,
                     (const char *)a.data, PGG_STMT_ADD_CONSTRAINT_USING_INDEX,
                     (const char *)b.data);
   if (!err && pl->later.n > before)
@@ -1136,6 +1159,8 @@ static int plan_constraints(planner *pl)
         pl->out = &pl->later;
       if (!err)
         err = emit(pl, PGG_STMT_ADD_CONSTRAINT);
+      if (!err && after_build && pl->emitted)
+        err = set_target(&pl->later.stmts[pl->later.n - 1], k);
       pl->out = saved;
     }
   }
@@ -1447,7 +1472,7 @@ int pgg_plan_build(const pgg_drift *d, const pgg_catalog *live, pgg_plan *out)
       out->cap = cap;
     }
     out->stmts[out->n++] = pl.later.stmts[i];
-    pl.later.stmts[i].sql = NULL;
+    pl.later.stmts[i] = (pgg_stmt){0};
   }
   pgg_plan_free(&pl.later);
   free(pl.built_keys);

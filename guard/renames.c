@@ -165,7 +165,7 @@ static bool names_ident(const char *def, const char *stop, const char *name)
 
 /* Whether def names schema.name (as every name is printed with
  * search_path = ''). */
-static bool names_qualified(const char *def, const char *schema, const char *name)
+bool pgg_def_names_qualified(const char *def, const char *schema, const char *name)
 {
   token a = {0}, b = {0}, t;
   const char *p = def ? def : "";
@@ -245,7 +245,7 @@ static int hold(holder *h, pgg_drift_item *it, const char *why)
 }
 
 /* Whether missing object o would be built on the held-back column c. */
-static bool needs_column(const pgg_object *o, const pgg_object *c)
+bool pgg_needs_column(const pgg_object *o, const pgg_object *c)
 {
   bool on_table = str_eq(o->schema, c->schema) && str_eq(o->parent, c->parent);
   switch (o->kind) {
@@ -258,7 +258,7 @@ static bool needs_column(const pgg_object *o, const pgg_object *c)
     return (on_table && names_ident(o->definition, references_at(o->definition), c->name)) ||
            references(o, c->schema, c->parent, c->name);
   case PGG_OBJ_VIEW:
-    return names_qualified(o->definition, c->schema, c->parent) &&
+    return pgg_def_names_qualified(o->definition, c->schema, c->parent) &&
            names_ident(o->definition, NULL, c->name);
   case PGG_OBJ_OWNED_BY:
     return str_eq(o->schema, c->schema) && str_eq(o->type, c->parent) &&
@@ -269,18 +269,18 @@ static bool needs_column(const pgg_object *o, const pgg_object *c)
 }
 
 /* Whether missing object o would be built on the held-back table or view r. */
-static bool needs_relation(const pgg_object *o, const pgg_object *r)
+bool pgg_needs_relation(const pgg_object *o, const pgg_object *r)
 {
   if (on_relation(o->kind) && str_eq(o->schema, r->schema) && str_eq(o->parent, r->name))
     return true;
   switch (o->kind) {
   case PGG_OBJ_TABLE:
     /* A partition of the new table: created PARTITION OF it. */
-    return names_qualified(o->partition_of, r->schema, r->name);
+    return pgg_def_names_qualified(o->partition_of, r->schema, r->name);
   case PGG_OBJ_CONSTRAINT:
     return references(o, r->schema, r->name, NULL);
   case PGG_OBJ_VIEW:
-    return names_qualified(o->definition, r->schema, r->name);
+    return pgg_def_names_qualified(o->definition, r->schema, r->name);
   case PGG_OBJ_OWNED_BY:
     return str_eq(o->schema, r->schema) && str_eq(o->type, r->name);
   default:
@@ -300,8 +300,8 @@ static int hold_dependents(holder *h)
       pgg_drift_item *it = &h->d->items[j];
       if (it->state != PGG_DRIFT_MISSING || !it->desired)
         continue;
-      bool needs = x->kind == PGG_OBJ_COLUMN ? needs_column(it->desired, x)
-                                             : needs_relation(it->desired, x);
+      bool needs = x->kind == PGG_OBJ_COLUMN ? pgg_needs_column(it->desired, x)
+                                             : pgg_needs_relation(it->desired, x);
       if (needs)
         err = hold(h, it, why);
     }

@@ -795,7 +795,14 @@ static void unlock_repair(pgg_admin *a)
   char sql[128];
   snprintf(sql, sizeof sql, "SELECT pg_catalog.pg_advisory_unlock(%lld)",
            (long long)PGG_ADVISORY_KEY);
-  PQclear(PQexec(a->conn, sql));
+  PGresult *res = PQexec(a->conn, sql);
+  bool released = res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+                  PQgetvalue(res, 0, 0)[0] == 't';
+  PQclear(res);
+  /* A lock the session cannot give back would stop every sidecar's
+   * repairs: closing the session releases it. */
+  if (!released)
+    drop_conn(a);
 }
 
 /*
@@ -980,23 +987,23 @@ static int run_stmts(pgg_admin *a, const pgg_plan *p, int only, const char *owne
   return PGG_OK;
 }
 
-/* Move the plan's concurrent units into builds (the builder's). */
+/* Move the plan's concurrent part (from its first concurrent statement
+ * on) into builds, the builder's. */
 static int take_builds(pgg_plan *p, pgg_plan *builds)
 {
-  size_t n = 0;
-  for (size_t i = 0; i < p->n; i++)
-    n += pgg_stmt_concurrent(p, i);
-  if (!n)
+  size_t first = 0;
+  while (first < p->n && !pgg_stmt_concurrent(p, first))
+    first++;
+  if (first == p->n)
     return PGG_OK;
   pgg_plan_free(builds);
-  if (!(builds->stmts = calloc(n, sizeof *builds->stmts)))
+  if (!(builds->stmts = calloc(p->n - first, sizeof *builds->stmts)))
     return PGG_ERR_NOMEM;
-  builds->cap = n;
-  for (size_t i = 0; i < p->n; i++)
-    if (pgg_stmt_concurrent(p, i)) {
-      builds->stmts[builds->n++] = p->stmts[i];
-      p->stmts[i].sql = NULL;
-    }
+  builds->cap = p->n - first;
+  for (size_t i = first; i < p->n; i++) {
+    builds->stmts[builds->n++] = p->stmts[i];
+    p->stmts[i] = (pgg_stmt){0};
+  }
   return PGG_OK;
 }
 
@@ -1181,7 +1188,9 @@ int pgg_admin_repair(pgg_admin *a, const pgg_catalog *desired, pgg_repair_result
     }
     if (!rc) {
       out->statements += ran;
-      applied = true;
+      /* A plan of index builds alone created nothing yet: they are the
+       * builder's, and the repair found nothing it could add now. */
+      applied = applied || ran > 0;
       /* A refresh runs a query of unknown cost: not under the repair lock. */
       unlock_repair(a);
       if (plan_has(&plan, PGG_STMT_REFRESH_MATVIEW))

@@ -124,6 +124,7 @@ static struct {
   pgg_build_result build_res;
   int build_rc;
   int build_lock_ms;
+  int build_statement_ms;
 
   /* one guarded database, on the server --upstream reaches */
   char dbname[256];
@@ -585,8 +586,8 @@ static void check_done(void)
 
 static void build_work(uv_work_t *w)
 {
-  g.build_rc = pgg_builder_run(g.builder, g.cfg->admin_url, g.build_lock_ms, &g.build_units,
-                               &g.build_res);
+  g.build_rc = pgg_builder_run(g.builder, g.cfg->admin_url, g.build_lock_ms,
+                               g.build_statement_ms, &g.build_units, &g.build_res);
 }
 
 static void build_done(uv_work_t *w, int status)
@@ -596,8 +597,12 @@ static void build_done(uv_work_t *w, int status)
   char shown[600];
   pgg_redact(&g.secrets, g.build_res.error, shown, sizeof shown);
   if (g.build_res.busy) {
+    /* Its holder's check will show them built; no check (and, eager, no
+     * repair) from here until the next drift interval. */
     pgg_log(PGG_LOG_INFO, "index_builds_elsewhere", "reason=%s",
             pgg_logq("another pgguard holds the build lock and builds them"));
+    schedule();
+    return;
   } else if (g.build_rc != PGG_OK || g.build_res.failed) {
     /* Retried by the next repair, after the cool-down like any failure. */
     g.had_failure = true;
@@ -606,8 +611,8 @@ static void build_done(uv_work_t *w, int status)
     pgg_log(PGG_LOG_ERROR, "index_builds_failed", "built=%u failed=%u duration_ms=%.1f reason=%s",
             g.build_res.built, g.build_res.failed, g.build_res.seconds * 1000, pgg_logq(shown));
   } else {
-    pgg_log(PGG_LOG_INFO, "index_builds_done", "built=%u duration_ms=%.1f", g.build_res.built,
-            g.build_res.seconds * 1000);
+    pgg_log(PGG_LOG_INFO, "index_builds_done", "built=%u already=%u duration_ms=%.1f",
+            g.build_res.built, g.build_res.already, g.build_res.seconds * 1000);
   }
   /* The drift gauge shows the new indexes (or still the missing ones). */
   g.want_check = true;
@@ -623,6 +628,7 @@ static void start_builds(pgg_plan *units)
   g.build_units = *units;
   pgg_plan_init(units);
   g.build_lock_ms = g.cfg->lock_timeout_ms;
+  g.build_statement_ms = g.cfg->statement_timeout_ms;
   memset(&g.build_res, 0, sizeof g.build_res);
   g.building = true;
   pgg_log(PGG_LOG_INFO, "index_builds_started", "units=%zu", g.build_units.n / 3);

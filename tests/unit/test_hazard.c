@@ -219,11 +219,63 @@ TEST(key_columns_are_unquoted)
 TEST(build_names_are_pgguards_own_and_stable)
 {
   char a[PGG_BUILD_NAME_LEN], b[PGG_BUILD_NAME_LEN];
-  pgg_build_name("public", "t", "i", a);
-  pgg_build_name("public", "t", "i", b);
+  pgg_build_name("public", "t", "i", "CREATE INDEX i ON public.t USING btree (a)", a);
+  pgg_build_name("public", "t", "i", "CREATE INDEX i ON public.t USING btree (a)", b);
   CHECK_STR(a, b);
   CHECK(strncmp(a, PGG_BUILD_PREFIX, strlen(PGG_BUILD_PREFIX)) == 0);
   CHECK_INT((int)strlen(a), PGG_BUILD_NAME_LEN - 1);
-  pgg_build_name("public", "ti", "", b);   /* the separators count */
+  pgg_build_name("public", "ti", "", "CREATE INDEX i ON public.t USING btree (a)", b);
+  CHECK(strcmp(a, b) != 0);   /* the separators count */
+  /* Another definition, another build: a leftover is never finished in its place. */
+  pgg_build_name("public", "t", "i", "CREATE INDEX i ON public.t USING btree (b)", b);
   CHECK(strcmp(a, b) != 0);
+}
+
+TEST(views_foreign_keys_and_triggers_on_a_held_back_column_wait_with_it)
+{
+  fixture f;
+  start(&f, true);
+  pgg_object u = col("uid", 3);
+  u.type = S("uuid");
+  u.default_expr = S("gen_random_uuid()");
+  u.volatile_default = true;
+  add(&f.desired, u);
+  add(&f.desired, o_view("public", "recent", 'v', " SELECT t.id,\n    t.uid\n   FROM public.t", 0));
+  add(&f.desired, o_view("public", "recent2", 'v', " SELECT recent.id\n   FROM public.recent", 1));
+  add(&f.desired, o_view("public", "other", 'v', " SELECT t.id\n   FROM public.t", 0));
+  add(&f.desired, o_table_rows("public", "refs", false));
+  add(&f.desired, o_col("public", "refs", "u", "uuid", false, 1));
+  add(&f.desired, o_con("public", "refs", "refs_u_fkey", 'f', "FOREIGN KEY (u) REFERENCES public.t(uid)"));
+  add(&f.desired, o_trigger("public", "t", "t_uid_trg", "CREATE TRIGGER t_uid_trg BEFORE UPDATE OF uid"
+                            " ON public.t FOR EACH ROW EXECUTE FUNCTION public.f()"));
+  run(&f);
+  CHECK(item(&f, "recent")->state == PGG_DRIFT_NEEDS_MIGRATION);
+  CHECK(strstr(item(&f, "recent")->why, "needs column uid"));
+  CHECK(item(&f, "recent2")->state == PGG_DRIFT_NEEDS_MIGRATION);   /* a view on that view */
+  CHECK(strstr(item(&f, "recent2")->why, "needs view recent"));
+  CHECK(item(&f, "refs_u_fkey")->state == PGG_DRIFT_NEEDS_MIGRATION);
+  CHECK(item(&f, "t_uid_trg")->state == PGG_DRIFT_NEEDS_MIGRATION);
+  CHECK(item(&f, "other")->state == PGG_DRIFT_MISSING);   /* reads t, not uid */
+  CHECK(item(&f, "refs")->state == PGG_DRIFT_MISSING);
+  finish(&f);
+}
+
+TEST(a_default_calling_a_function_that_differs_on_live_needs_a_migration)
+{
+  fixture f;
+  start(&f, true);
+  pgg_object c = col("score", 3);
+  c.default_expr = S("public.score_of()");   /* stable in the shadow */
+  add(&f.desired, c);
+  add(&f.desired, o_func("public", "score_of()", "CREATE OR REPLACE FUNCTION public.score_of()"
+                         " RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT 1 $$", 0));
+  add(&f.live, o_func("public", "score_of()", "CREATE OR REPLACE FUNCTION public.score_of()"
+                      " RETURNS integer LANGUAGE sql VOLATILE AS $$ SELECT 1 $$", 0));
+  run(&f);
+  REQUIRE(item(&f, "score_of()"));
+  CHECK(item(&f, "score_of()")->state == PGG_DRIFT_CONFLICTING);
+  CHECK(item(&f, "score")->state == PGG_DRIFT_NEEDS_MIGRATION);
+  CHECK(strstr(item(&f, "score")->why, "public.score_of() which differs") ||
+        strstr(item(&f, "score")->why, "public.score_of(), which differs"));
+  finish(&f);
 }

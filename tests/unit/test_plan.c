@@ -412,12 +412,12 @@ TEST(plan_format_groups_statements_as_they_run_each_with_its_lock)
   pgg_plan p;
   pgg_plan_init(&p);
   pgg_stmt st[6] = {
-      {PGG_STMT_ADD_ENUM_VALUE, S("ALTER TYPE \"e\" ADD VALUE IF NOT EXISTS 'x'")},
-      {PGG_STMT_CREATE_SCHEMA, S("CREATE SCHEMA \"a\"")},
-      {PGG_STMT_ADD_COLUMN, S("ALTER TABLE \"a\".\"t\" ADD COLUMN \"c\" integer")},
-      {PGG_STMT_DROP_INVALID_INDEX, S("DROP INDEX CONCURRENTLY IF EXISTS \"a\".\"b\"")},
-      {PGG_STMT_CREATE_INDEX_CONCURRENTLY, S("CREATE INDEX CONCURRENTLY \"b\" ON \"a\".\"t\" (c)")},
-      {PGG_STMT_RENAME_INDEX, S("ALTER INDEX \"a\".\"b\" RENAME TO \"i\"")}};
+      {.kind = PGG_STMT_ADD_ENUM_VALUE, .sql = S("ALTER TYPE \"e\" ADD VALUE IF NOT EXISTS 'x'")},
+      {.kind = PGG_STMT_CREATE_SCHEMA, .sql = S("CREATE SCHEMA \"a\"")},
+      {.kind = PGG_STMT_ADD_COLUMN, .sql = S("ALTER TABLE \"a\".\"t\" ADD COLUMN \"c\" integer")},
+      {.kind = PGG_STMT_DROP_INVALID_INDEX, .sql = S("DROP INDEX CONCURRENTLY IF EXISTS \"a\".\"b\"")},
+      {.kind = PGG_STMT_CREATE_INDEX_CONCURRENTLY, .sql = S("CREATE INDEX CONCURRENTLY \"b\" ON \"a\".\"t\" (c)")},
+      {.kind = PGG_STMT_RENAME_INDEX, .sql = S("ALTER INDEX \"a\".\"b\" RENAME TO \"i\"")}};
   p.stmts = st;
   p.n = 6;
   pgg_buf b;
@@ -426,7 +426,7 @@ TEST(plan_format_groups_statements_as_they_run_each_with_its_lock)
   REQUIRE(pgg_buf_append_u8(&b, 0) == PGG_OK);
   const char *text = (const char *)b.data;
   /* Three groups, in the order they run, and every statement ends ";\n". */
-  const char *g0 = strstr(text, "-- committed first"), *g1 = strstr(text, "\n-- one transaction"),
+  const char *g0 = strstr(text, "-- committed first"), *g1 = strstr(text, "\n-- under the repair lock"),
              *g3 = strstr(text, "\n-- after COMMIT, on a session of its own");
   CHECK(g0 == text && g1 && g3 && g1 < g3);
   CHECK(strstr(text, "-- lock: ACCESS EXCLUSIVE on the table, for a catalog change only (no rewrite)\n"
@@ -623,6 +623,9 @@ TEST(foreign_key_on_an_existing_partitioned_table_is_added_validated)
   done(&desired, &live, &d, &p);
 }
 
+/* pgg_build_name("public", "full", "a_key", "UNIQUE (a)") */
+#define BUILD_FULL_A_KEY "pgguard_build_b3cfdeda8f5007a5"
+
 TEST(check_is_not_valid_on_an_existing_table_with_rows_keys_are_built_concurrently)
 {
   pgg_catalog desired, live;
@@ -650,16 +653,16 @@ TEST(check_is_not_valid_on_an_existing_table_with_rows_keys_are_built_concurrent
       "ALTER TABLE \"public\".\"fresh\" ADD CONSTRAINT \"a_check\" CHECK ((a > 0))",
       "ALTER TABLE \"public\".\"full\" ADD CONSTRAINT \"a_check\" CHECK ((a > 0)) NOT VALID",
       /* The key of the table with rows: built after COMMIT, then attached. */
-      "DROP INDEX CONCURRENTLY IF EXISTS \"public\".\"pgguard_build_1f4e7d5821d5cb32\"",
-      "CREATE UNIQUE INDEX CONCURRENTLY \"pgguard_build_1f4e7d5821d5cb32\" ON \"public\".\"full\""
+      "DROP INDEX CONCURRENTLY IF EXISTS \"public\".\"pgguard_build_b3cfdeda8f5007a5\"",
+      "CREATE UNIQUE INDEX CONCURRENTLY \"pgguard_build_b3cfdeda8f5007a5\" ON \"public\".\"full\""
       " USING btree (a)",
       "ALTER TABLE \"public\".\"full\" ADD CONSTRAINT \"a_key\" UNIQUE USING INDEX "
-      "\"pgguard_build_1f4e7d5821d5cb32\"",
+      "\"pgguard_build_b3cfdeda8f5007a5\"",
       NULL};
   check_plan(&p, want);
   char name[PGG_BUILD_NAME_LEN];
-  pgg_build_name("public", "full", "a_key", name);
-  CHECK_STR(name, "pgguard_build_1f4e7d5821d5cb32");
+  pgg_build_name("public", "full", "a_key", "UNIQUE (a)", name);
+  CHECK_STR(name, BUILD_FULL_A_KEY);
   done(&desired, &live, &d, &p);
 }
 
@@ -1860,7 +1863,11 @@ static bool apply(applier *a, const pgg_stmt *st)
         !is_word(&tk[6], "TO") || tk[7].kind != TK_IDENT)
       return fail(a, "bad ALTER INDEX ... RENAME");
     char want[PGG_BUILD_NAME_LEN];
-    pgg_build_name(a->build_schema, a->build_table, tk[7].text, want);
+    const pgg_object *x = pgg_catalog_find(a->desired, PGG_OBJ_INDEX, a->build_schema,
+                                           a->build_table, tk[7].text);
+    if (!x)
+      return fail(a, "index %s is not in the desired schema", tk[7].text);
+    pgg_build_name(a->build_schema, a->build_table, tk[7].text, x->definition, want);
     if (strcmp(want, a->build))
       return fail(a, "index %s built under a name that is not its own", tk[7].text);
     a->build[0] = 0;
@@ -1879,7 +1886,11 @@ static bool apply(applier *a, const pgg_stmt *st)
     if (u + 2 >= n || strcmp(tk[u + 2].text, a->build))
       return fail(a, "ADD CONSTRAINT ... USING INDEX of another index");
     char want[PGG_BUILD_NAME_LEN];
-    pgg_build_name(a->build_schema, a->build_table, tk[7].text, want);
+    const pgg_object *k = pgg_catalog_find(a->desired, PGG_OBJ_CONSTRAINT, a->build_schema,
+                                           a->build_table, tk[7].text);
+    if (!k)
+      return fail(a, "key %s is not in the desired schema", tk[7].text);
+    pgg_build_name(a->build_schema, a->build_table, tk[7].text, k->definition, want);
     if (strcmp(want, a->build))
       return fail(a, "key %s built under a name that is not its own", tk[7].text);
     a->build[0] = 0;
