@@ -110,28 +110,10 @@ static index_state build_state(PGconn *conn, const pgg_stmt *drop)
 static bool table_owner(PGconn *conn, const char *sql, pgg_buf *role)
 {
   char schema[256], table[256];
-  if (!pgg_sql_target(sql, schema, sizeof schema, table, sizeof table) || !schema[0])
-    return false;
-  pgg_buf q;
-  pgg_buf_init(&q);
-  bool ok = pgg_quote_ident(&q, schema) == PGG_OK && pgg_buf_append_u8(&q, '.') == PGG_OK &&
-            pgg_quote_ident(&q, table) == PGG_OK && pgg_buf_append_u8(&q, 0) == PGG_OK;
-  PGresult *res = NULL;
-  if (ok) {
-    const char *params[1] = {(const char *)q.data};
-    res = PQexecParams(conn, "SELECT pg_catalog.pg_get_userbyid(c.relowner)"
-                       " FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)",
-                       1, NULL, params, NULL, NULL, 0);
-    ok = res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
-  }
   pgg_buf_reset(role);
-  if (ok)
-    ok = pgg_buf_printf(role, "SET ROLE ") == PGG_OK &&
-         pgg_quote_ident(role, PQgetvalue(res, 0, 0)) == PGG_OK &&
-         pgg_buf_append_u8(role, 0) == PGG_OK;
-  PQclear(res);
-  pgg_buf_free(&q);
-  return ok;
+  return pgg_sql_target(sql, schema, sizeof schema, table, sizeof table) && schema[0] &&
+         pgg_buf_printf(role, "SET ROLE ") == PGG_OK &&
+         pgg_pq_table_owner(conn, schema, table, role);
 }
 
 static void note_failure(pgg_build_result *out, const pgg_stmt *s, const pgg_buf *err)

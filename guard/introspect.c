@@ -1189,3 +1189,25 @@ int pgg_introspect_has_rows(PGconn *conn, const pgg_drift *d, pgg_catalog *live,
   pgg_buf_free(&q);
   return rc;
 }
+
+bool pgg_pq_table_owner(PGconn *conn, const char *schema, const char *table, pgg_buf *role)
+{
+  pgg_buf q;
+  pgg_buf_init(&q);
+  bool ok = pgg_quote_ident(&q, schema) == PGG_OK && pgg_buf_append_u8(&q, '.') == PGG_OK &&
+            pgg_quote_ident(&q, table) == PGG_OK && pgg_buf_append_u8(&q, 0) == PGG_OK;
+  PGresult *res = NULL;
+  if (ok) {
+    const char *params[1] = {(const char *)q.data};
+    res = PQexecParams(conn, "SELECT pg_catalog.pg_get_userbyid(c.relowner)"
+                       " FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)",
+                       1, NULL, params, NULL, NULL, 0);
+    ok = res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+  }
+  if (ok)
+    ok = pgg_quote_ident(role, PQgetvalue(res, 0, 0)) == PGG_OK &&
+         pgg_buf_append_u8(role, 0) == PGG_OK;
+  PQclear(res);
+  pgg_buf_free(&q);
+  return ok;
+}

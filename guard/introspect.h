@@ -41,6 +41,10 @@ int pgg_introspect_routines(PGconn *conn, pgg_catalog *out, pgg_buf *err);
  * rewrite (guard/hazard.c): run on a session of the shadow database. */
 int pgg_probe_defaults(PGconn *conn, pgg_catalog *desired, pgg_buf *err);
 
+/* Append the quoted owner of table schema.table (NUL-terminated) to role;
+ * false when the table or its owner cannot be read. */
+bool pgg_pq_table_owner(PGconn *conn, const char *schema, const char *table, pgg_buf *role);
+
 int pgg_introspect_has_rows(PGconn *conn, const pgg_drift *d, pgg_catalog *live,
                             pgg_buf *err);
 

@@ -893,25 +893,8 @@ static bool existing_table_owner(pgg_admin *a, const pgg_stmt *s, const pgg_cata
   if (!pgg_sql_target(s->sql, schema, sizeof schema, table, sizeof table) || !schema[0] ||
       !pgg_catalog_find(live, PGG_OBJ_TABLE, schema, NULL, table))
     return false;
-  pgg_buf q;
-  pgg_buf_init(&q);
-  bool ok = pgg_quote_ident(&q, schema) == PGG_OK && pgg_buf_append_u8(&q, '.') == PGG_OK &&
-            pgg_quote_ident(&q, table) == PGG_OK && pgg_buf_append_u8(&q, 0) == PGG_OK;
-  PGresult *res = NULL;
-  if (ok) {
-    const char *params[1] = {(const char *)q.data};
-    res = PQexecParams(a->conn, "SELECT pg_catalog.pg_get_userbyid(c.relowner)"
-                       " FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.regclass",
-                       1, NULL, params, NULL, NULL, 0);
-    ok = res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
-  }
   pgg_buf_reset(role);
-  if (ok)
-    ok = pgg_quote_ident(role, PQgetvalue(res, 0, 0)) == PGG_OK &&
-         pgg_buf_append_u8(role, 0) == PGG_OK;
-  PQclear(res);
-  pgg_buf_free(&q);
-  return ok;
+  return pgg_pq_table_owner(a->conn, schema, table, role);
 }
 
 /* Run the plan's statements of kind `only` (or, when only < 0, every kind
