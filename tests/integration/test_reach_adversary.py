@@ -339,6 +339,33 @@ def test_a_signal_while_clients_wait_for_an_unanswering_server(pgguard, blackhol
   assert took < (1.5 if sig == "SIGQUIT" else 3.5), took
 
 
+
+def bind_ipv6(port):
+  """A socket bound to [::1]:port. An earlier test's connections to that address may still be
+  in TIME_WAIT: SO_REUSEADDR lets the bind through them (never through a live listener)."""
+  sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+  sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+  sock.bind(("::1", port))
+  return sock
+
+
+def ipv6_blackhole(port):
+  """[::1]:port with a full accept queue: handshakes there get no answer. Returns the
+  listener and the connections that fill it (close them all)."""
+  hole = bind_ipv6(port)
+  hole.listen(0)
+  fill = []
+  for _ in range(4):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.setblocking(False)
+    try:
+      s.connect(("::1", port))
+    except BlockingIOError:
+      pass
+    fill.append(s)
+  time.sleep(0.2)
+  return hole, fill
+
 @needs_namespaces
 def test_an_unanswering_first_address_does_not_keep_clients_from_the_second(pg, appdb, pgguard,
                                                                             tmp_path):
@@ -346,19 +373,7 @@ def test_an_unanswering_first_address_does_not_keep_clients_from_the_second(pg, 
   # primary is gone without a trace (no RST: its handshakes go unanswered). As
   # libpq's connect_timeout, --server-connect-timeout bounds each address: the
   # next one is tried when it runs out, and the client gets in.
-  hole = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-  hole.bind(("::1", pg.port))
-  hole.listen(0)
-  fill = []
-  for _ in range(4):
-    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    s.setblocking(False)
-    try:
-      s.connect(("::1", pg.port))
-    except BlockingIOError:
-      pass
-    fill.append(s)
-  time.sleep(0.2)
+  hole, fill = ipv6_blackhole(pg.port)
   hosts = tmp_path / "hosts"
   hosts.write_text("::1 pgdb.pgguard.test\n127.0.0.1 pgdb.pgguard.test\n")
   try:
@@ -508,8 +523,7 @@ def test_a_cancel_request_goes_to_the_server_its_session_is_on(pg, appdb, pgguar
   # after the name changed (a failover, a round-robin pool) would reach
   # another server, which knows nothing of the key, and the query would run on.
   import psycopg2.errors
-  other = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-  other.bind(("::1", pg.port))
+  other = bind_ipv6(pg.port)
   other.listen(16)
   got = []
 
@@ -698,19 +712,7 @@ def test_readiness_does_not_flap_while_an_unanswering_first_address_costs_client
   # waited the whole period on the dead first address would let /readyz lapse
   # every cycle, though every client is served (late). The probe moves on
   # after its own 2 s; only the last address gets the whole period.
-  hole = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-  hole.bind(("::1", pg.port))
-  hole.listen(0)
-  fill = []
-  for _ in range(4):
-    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    s.setblocking(False)
-    try:
-      s.connect(("::1", pg.port))
-    except BlockingIOError:
-      pass
-    fill.append(s)
-  time.sleep(0.2)
+  hole, fill = ipv6_blackhole(pg.port)
   hosts = tmp_path / "hosts"
   hosts.write_text("::1 pgdb.pgguard.test\n127.0.0.1 pgdb.pgguard.test\n")
   try:
