@@ -195,6 +195,12 @@ unsigned pgg_drift_missing_labels(const pgg_drift *d);
 /* Readable table (one line per item) and JSON, appended to out. */
 int pgg_drift_format_text(const pgg_drift *d, pgg_buf *out);
 int pgg_drift_format_json(const pgg_drift *d, pgg_buf *out);
+/* One name as the text report prints it: bare when it is a plain lower-case
+ * identifier, else double-quoted ("" inside), control bytes as \xNN. */
+int pgg_text_name(pgg_buf *b, const char *s);
+/* One drift item as the JSON report prints it ({"state", "kind", "schema",
+ * "parent", "name", "why"}). */
+int pgg_drift_item_json(pgg_buf *b, const pgg_drift_item *it);
 /* A JSON string literal of s (null for NULL), invalid UTF-8 replaced. */
 int pgg_json_str(pgg_buf *b, const char *s);
 /* Non-implied items of the drift in this state. */

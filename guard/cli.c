@@ -184,25 +184,9 @@ static int held_back(const pgg_drift *d, bool json, pgg_buf *out)
       continue;
     const pgg_object *o = it->desired;
     if (json) {
-      rc = pgg_buf_printf(out, "%s{\"state\": \"%s\", \"kind\": \"%s\", \"schema\": ",
-                          first ? "" : ", ", pgg_drift_state_name(it->state),
-                          pgg_obj_kind_name(o->kind));
+      rc = first ? PGG_OK : pgg_buf_append(out, ", ", 2);
       if (!rc)
-        rc = pgg_json_str(out, o->schema);
-      if (!rc)
-        rc = pgg_buf_printf(out, ", \"parent\": ");
-      if (!rc)
-        rc = pgg_json_str(out, o->parent);
-      if (!rc)
-        rc = pgg_buf_printf(out, ", \"name\": ");
-      if (!rc)
-        rc = pgg_json_str(out, o->name);
-      if (!rc)
-        rc = pgg_buf_printf(out, ", \"why\": ");
-      if (!rc)
-        rc = pgg_json_str(out, it->why);
-      if (!rc)
-        rc = pgg_buf_append_u8(out, '}');
+        rc = pgg_drift_item_json(out, it);
     } else {
       rc = pgg_buf_printf(out, "-- not planned, %s: %s %s%s%s.%s: %s\n",
                           pgg_drift_state_name(it->state), pgg_obj_kind_name(o->kind),

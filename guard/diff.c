@@ -362,7 +362,7 @@ static const pgg_object *item_obj(const pgg_drift_item *it)
 /* A name as a person would type it: bare when it is a plain lower-case
  * identifier, double-quoted otherwise; control bytes shown as \xNN so a
  * hostile name cannot rewrite the operator's terminal. */
-static int text_name_part(pgg_buf *b, const char *s)
+int pgg_text_name(pgg_buf *b, const char *s)
 {
   if (!s)
     s = "";
@@ -396,7 +396,7 @@ static int text_plain(pgg_buf *b, const char *s)
 static int text_qualified(pgg_buf *b, const pgg_object *o)
 {
   if (o->kind == PGG_OBJ_SCHEMA)
-    return text_name_part(b, schema_obj_name(o));
+    return pgg_text_name(b, schema_obj_name(o));
   if (o->kind == PGG_OBJ_COMMENT || o->kind == PGG_OBJ_GRANT || o->kind == PGG_OBJ_OTHER) {
     int err = o->parent ? text_plain(b, o->parent) : PGG_OK;
     if (!err && o->parent && o->name)
@@ -404,17 +404,17 @@ static int text_qualified(pgg_buf *b, const pgg_object *o)
     return err ? err : text_plain(b, o->name);
   }
   if (!o->schema)
-    return text_name_part(b, o->name);
-  int err = text_name_part(b, o->schema);
+    return pgg_text_name(b, o->name);
+  int err = pgg_text_name(b, o->schema);
   if (!err && o->parent) {
     err = pgg_buf_append_u8(b, '.');
     if (!err)
-      err = text_name_part(b, o->parent);
+      err = pgg_text_name(b, o->parent);
   }
   if (!err)
     err = pgg_buf_append_u8(b, '.');
   if (!err)
-    err = text_name_part(b, o->name);
+    err = pgg_text_name(b, o->name);
   return err;
 }
 
@@ -577,29 +577,37 @@ int pgg_drift_format_json(const pgg_drift *d, pgg_buf *out)
     const pgg_drift_item *it = &d->items[i];
     if (it->implied)
       continue;
-    const pgg_object *o = item_obj(it);
-    err = pgg_buf_printf(out, "%s{\"state\": \"%s\", \"kind\": \"%s\", \"schema\": ",
-                         first ? "" : ", ", pgg_drift_state_name(it->state),
-                         pgg_obj_kind_name(o->kind));
+    if (!first)
+      err = pgg_buf_append(out, ", ", 2);
     first = false;
     if (!err)
-      err = pgg_json_str(out, o->schema);
-    if (!err)
-      err = pgg_buf_printf(out, ", \"parent\": ");
-    if (!err)
-      err = pgg_json_str(out, o->parent);
-    if (!err)
-      err = pgg_buf_printf(out, ", \"name\": ");
-    if (!err)
-      err = pgg_json_str(out, o->name);
-    if (!err)
-      err = pgg_buf_printf(out, ", \"why\": ");
-    if (!err)
-      err = pgg_json_str(out, it->why);
-    if (!err)
-      err = pgg_buf_append_u8(out, '}');
+      err = pgg_drift_item_json(out, it);
   }
   if (!err)
     err = pgg_buf_printf(out, "]}");
+  return err;
+}
+
+int pgg_drift_item_json(pgg_buf *out, const pgg_drift_item *it)
+{
+  const pgg_object *o = item_obj(it);
+  int err = pgg_buf_printf(out, "{\"state\": \"%s\", \"kind\": \"%s\", \"schema\": ",
+                           pgg_drift_state_name(it->state), pgg_obj_kind_name(o->kind));
+  if (!err)
+    err = pgg_json_str(out, o->schema);
+  if (!err)
+    err = pgg_buf_printf(out, ", \"parent\": ");
+  if (!err)
+    err = pgg_json_str(out, o->parent);
+  if (!err)
+    err = pgg_buf_printf(out, ", \"name\": ");
+  if (!err)
+    err = pgg_json_str(out, o->name);
+  if (!err)
+    err = pgg_buf_printf(out, ", \"why\": ");
+  if (!err)
+    err = pgg_json_str(out, it->why);
+  if (!err)
+    err = pgg_buf_append_u8(out, '}');
   return err;
 }

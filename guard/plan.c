@@ -405,6 +405,22 @@ static bool whole_text_ok(pgg_stmt_kind kind, const char *sql)
   }
 }
 
+/* Append *s to p, which takes its strings: *s is left empty. */
+static int move_stmt(pgg_plan *p, pgg_stmt *s)
+{
+  if (p->n == p->cap) {
+    size_t cap = p->cap ? p->cap * 2 : 16;
+    pgg_stmt *v = cap > SIZE_MAX / sizeof *v ? NULL : realloc(p->stmts, cap * sizeof *v);
+    if (!v)
+      return PGG_ERR_NOMEM;
+    p->stmts = v;
+    p->cap = cap;
+  }
+  p->stmts[p->n++] = *s;
+  *s = (pgg_stmt){0};
+  return PGG_OK;
+}
+
 /* Ends the statement being built: into the plan when it passes the gate,
  * otherwise dropped and counted. */
 static int emit(planner *pl, pgg_stmt_kind kind)
@@ -416,16 +432,9 @@ static int emit(planner *pl, pgg_stmt_kind kind)
   if (pl->bad || !kind_prefix_ok(kind, sql) || !whole_text_ok(kind, sql)) {
     pl->refused++;
   } else {
-    pgg_plan *p = pl->out;
-    if (p->n == p->cap) {
-      size_t cap = p->cap ? p->cap * 2 : 16;
-      pgg_stmt *v = cap > SIZE_MAX / sizeof *v ? NULL : realloc(p->stmts, cap * sizeof *v);
-      if (!v)
-        return PGG_ERR_NOMEM;
-      p->stmts = v;
-      p->cap = cap;
-    }
-    p->stmts[p->n++] = (pgg_stmt){.kind = kind, .sql = (char *)pl->sql.data};
+    pgg_stmt s = {.kind = kind, .sql = (char *)pl->sql.data};
+    if ((err = move_stmt(pl->out, &s)) != PGG_OK)
+      return err;
     pgg_buf_init(&pl->sql);
   }
   /* The plan took the buffer's memory only when it took the statement. */
@@ -902,21 +911,8 @@ static int emit_unit(planner *pl, const pgg_object *goal, const char *build,
   pl->out = saved;
   if (!err && unit.n == 3)
     err = set_target(&unit.stmts[2], goal);
-  for (size_t i = 0; !err && unit.n == 3 && i < unit.n; i++) {
-    pgg_plan *l = &pl->later;
-    if (l->n == l->cap) {
-      size_t cap = l->cap ? l->cap * 2 : 8;
-      pgg_stmt *v = cap > SIZE_MAX / sizeof *v ? NULL : realloc(l->stmts, cap * sizeof *v);
-      if (!v) {
-        err = PGG_ERR_NOMEM;
-        break;
-      }
-      l->stmts = v;
-      l->cap = cap;
-    }
-    l->stmts[l->n++] = unit.stmts[i];
-    unit.stmts[i] = (pgg_stmt){0};
-  }
+  for (size_t i = 0; !err && unit.n == 3 && i < unit.n; i++)
+    err = move_stmt(&pl->later, &unit.stmts[i]);
   /* A unit the gate cut short is dropped whole (emit() counted the refusal). */
   pgg_plan_free(&unit);
   return err;
@@ -1459,20 +1455,8 @@ int pgg_plan_build(const pgg_drift *d, const pgg_catalog *live, pgg_plan *out)
     err = plan_owned_by(&pl);
   if (!err)
     err = plan_refresh(&pl);
-  for (size_t i = 0; !err && i < pl.later.n; i++) {
-    if (out->n == out->cap) {
-      size_t cap = out->cap ? out->cap * 2 : 16;
-      pgg_stmt *v = cap > SIZE_MAX / sizeof *v ? NULL : realloc(out->stmts, cap * sizeof *v);
-      if (!v) {
-        err = PGG_ERR_NOMEM;
-        break;
-      }
-      out->stmts = v;
-      out->cap = cap;
-    }
-    out->stmts[out->n++] = pl.later.stmts[i];
-    pl.later.stmts[i] = (pgg_stmt){0};
-  }
+  for (size_t i = 0; !err && i < pl.later.n; i++)
+    err = move_stmt(out, &pl.later.stmts[i]);
   pgg_plan_free(&pl.later);
   free(pl.built_keys);
   free(pl.miss);

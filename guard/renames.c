@@ -311,31 +311,14 @@ static int hold_dependents(holder *h)
 
 /* ---- finding the pairs ----------------------------------------------------- */
 
-/* A name in a why: bare when plain, quoted otherwise, control bytes as
- * \xNN, as the text report prints names. */
-static int put_name(pgg_buf *b, const char *s)
-{
-  s = s ? s : "";
-  bool bare = *s && !(*s >= '0' && *s <= '9');
-  for (const char *p = s; bare && *p; p++)
-    bare = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_';
-  int err = bare ? PGG_OK : pgg_buf_append_u8(b, '"');
-  for (const unsigned char *p = (const unsigned char *)s; !err && *p; p++) {
-    if (*p < 0x20 || *p == 0x7f)
-      err = pgg_buf_printf(b, "\\x%02x", *p);
-    else
-      err = *p == '"' ? pgg_buf_append(b, "\"\"", 2) : pgg_buf_append_u8(b, *p);
-  }
-  return !err && !bare ? pgg_buf_append_u8(b, '"') : err;
-}
 
 /* "a.b" */
 static int put_pair(pgg_buf *b, const char *a, const char *n)
 {
-  int err = put_name(b, a);
+  int err = pgg_text_name(b, a);
   if (!err)
     err = pgg_buf_append_u8(b, '.');
-  return err ? err : put_name(b, n);
+  return err ? err : pgg_text_name(b, n);
 }
 
 /* "suspected rename users.name -> users.full_name", or for a table
