@@ -279,3 +279,18 @@ TEST(a_default_calling_a_function_that_differs_on_live_needs_a_migration)
         strstr(item(&f, "score")->why, "public.score_of(), which differs"));
   finish(&f);
 }
+
+TEST(a_default_the_shadow_could_not_evaluate_fails_closed_and_says_so)
+{
+  fixture f;
+  start(&f, true);
+  pgg_object c = col("tenant", 3);
+  c.default_expr = S("(current_setting('app.tenant'::text))::integer");
+  c.volatile_default = c.default_unprobed = true;   /* what the probe leaves on an error */
+  add(&f.desired, c);
+  run(&f);
+  CHECK(item(&f, "tenant")->state == PGG_DRIFT_NEEDS_MIGRATION);
+  CHECK(strstr(item(&f, "tenant")->why, "could not be shown stable"));
+  CHECK(!strstr(item(&f, "tenant")->why, "is volatile"));
+  finish(&f);
+}
